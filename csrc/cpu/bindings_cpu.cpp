@@ -1,0 +1,261 @@
+// TORCH_LIBRARY_IMPL(mumoe, CPU): argument checks, contiguity, threading over rows, dispatch to the
+// kernel table chosen in dispatch.cpp.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "checks.h"
+#include "cpu/dispatch.h"
+
+namespace mumoe::cpu {
+namespace {
+
+// Up to this many tokens a product streams each weight row once through our own kernels; above
+// it the GEMM is compute-bound and the vendor BLAS wins on the masked/expanded dense weight.
+constexpr int64_t kSmallT = 8;
+
+DType dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return DType::f32;
+    case at::kHalf: return DType::f16;
+    default: return DType::bf16;
+  }
+}
+
+const char* bytes(const at::Tensor& t) { return static_cast<const char*>(t.const_data_ptr()); }
+char* bytes_mut(at::Tensor& t) { return static_cast<char*>(t.mutable_data_ptr()); }
+
+at::Tensor col_norms_cpu(const at::Tensor& x_, const std::optional<at::Tensor>& attention_mask) {
+  check_float_tensor("col_norms", "x", x_);
+  TORCH_CHECK_VALUE(x_.dim() == 2 || x_.dim() == 3,
+                    "col_norms: x must be (T, d_in) or (B, T, d_in), got ", x_.sizes());
+  const at::Tensor x = x_.contiguous();
+  const bool batched = x.dim() == 3;
+  const int64_t B = batched ? x.size(0) : 1, T = x.size(-2), d = x.size(-1);
+  at::Tensor keep;
+  if (attention_mask) {
+    TORCH_CHECK_VALUE(attention_mask->sizes() == x.sizes().slice(0, x.dim() - 1),
+                      "col_norms: attention_mask must have shape ", x.sizes().slice(0, x.dim() - 1),
+                      ", got ", attention_mask->sizes());
+    keep = attention_mask->ne(0).to(at::kByte).contiguous();
+  }
+  at::Tensor out = at::zeros({B, d}, x.options().dtype(at::kFloat));
+  const CpuKernels& K = kernels();
+  const DType dt = dtype_of(x);
+  const int64_t es = x.element_size();
+  constexpr int64_t kCols = 512;
+  const int64_t nblk = (d + kCols - 1) / kCols;
+  const uint8_t* kp = keep.defined() ? keep.const_data_ptr<uint8_t>() : nullptr;
+  float* op = out.mutable_data_ptr<float>();
+  const char* xp = bytes(x);
+  at::parallel_for(0, B * nblk, 1, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) {
+      const int64_t b = i / nblk, c0 = (i % nblk) * kCols;
+      K.col_sumsq(xp + es * (b * T * d + c0), dt, T, std::min(kCols, d - c0), d,
+                  kp ? kp + b * T : nullptr, op + b * d + c0);
+    }
+  });
+  out.sqrt_();
+  TORCH_CHECK_VALUE(at::isfinite(out).all().item<bool>(),
+                    "col_norms: x contains NaN or Inf (or values whose squares overflow float32)");
+  return batched ? out : out.squeeze(0);
+}
+
+enum class Emit { mask, pruned, compact };
+
+// Scores, threshold and output of every (prompt, row) pair; outputs are (B?, d_out, ...).
+void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, Emit emit,
+                 at::Tensor* out, at::Tensor* bitmap) {
+  const int64_t d_out = weight.size(0), d = weight.size(1);
+  const int64_t B = norms.dim() == 2 ? norms.size(0) : 1;
+  const int64_t es = weight.element_size(), words = (d + 31) / 32;
+  const CpuKernels& K = kernels();
+  const DType dt = dtype_of(weight);
+  const char* wp = bytes(weight);
+  const float* np = norms.const_data_ptr<float>();
+  char* op = bytes_mut(*out);
+  uint32_t* bp = bitmap ? reinterpret_cast<uint32_t*>(bitmap->mutable_data_ptr<int32_t>()) : nullptr;
+  at::parallel_for(0, B * d_out, 16, [&](int64_t s, int64_t e) {
+    std::vector<uint32_t> keys(d), scratch(d);
+    for (int64_t r = s; r < e; ++r) {
+      const int64_t b = r / d_out, i = r % d_out;
+      const char* w = wp + es * i * d;
+      K.row_scores(w, dt, np + b * d, d, keys.data());
+      const RowThreshold th = K.row_select(keys.data(), d, k, scratch.data());
+      switch (emit) {
+        case Emit::mask: K.emit_mask(keys.data(), d, th, reinterpret_cast<uint8_t*>(op) + r * d); break;
+        case Emit::pruned: K.emit_pruned(w, dt, keys.data(), d, th, op + es * r * d); break;
+        case Emit::compact: K.emit_compact(w, dt, keys.data(), d, th, bp + r * words, op + es * r * k); break;
+      }
+    }
+  });
+}
+
+std::vector<int64_t> batch_shape(const at::Tensor& norms, std::initializer_list<int64_t> tail) {
+  std::vector<int64_t> s;
+  if (norms.dim() == 2) s.push_back(norms.size(0));
+  s.insert(s.end(), tail);
+  return s;
+}
+
+at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
+  check_weight_norms_k("wanda_mask", weight_, norms_, k);
+  const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
+  check_norms_finite("wanda_mask", norms);
+  at::Tensor out = at::empty(batch_shape(norms, {weight.size(0), weight.size(1)}),
+                             weight.options().dtype(at::kBool));
+  select_rows(weight, norms, k, Emit::mask, &out, nullptr);
+  return out;
+}
+
+at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
+  check_weight_norms_k("wanda_prune", weight_, norms_, k);
+  const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
+  check_norms_finite("wanda_prune", norms);
+  at::Tensor out = at::empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
+  select_rows(weight, norms, k, Emit::pruned, &out, nullptr);
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, const at::Tensor& norms_,
+                                                  int64_t k) {
+  check_weight_norms_k("prune_rows", weight_, norms_, k);
+  const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
+  check_norms_finite("prune_rows", norms);
+  const int64_t words = (weight.size(1) + 31) / 32;
+  at::Tensor bitmap = at::empty(batch_shape(norms, {weight.size(0), words}),
+                                weight.options().dtype(at::kInt));
+  at::Tensor values = at::empty(batch_shape(norms, {weight.size(0), k}), weight.options());
+  select_rows(weight, norms, k, Emit::compact, &values, &bitmap);
+  return {bitmap, values};
+}
+
+// Per-sample product of x (B?, T, d_in) with B? weight rows sets computed by `row_dot(b, i, xf, out)`.
+template <class RowDot>
+at::Tensor small_t_linear(const at::Tensor& x, int64_t d_out, int64_t n_weights,
+                          const std::optional<at::Tensor>& bias, RowDot row_dot) {
+  const at::Tensor xf = x.to(at::kFloat).contiguous();
+  const bool batched = x.dim() == 3;
+  const int64_t B = batched ? x.size(0) : 1, T = x.size(-2), d = x.size(-1);
+  at::Tensor out = at::empty({B, T, d_out}, xf.options());
+  at::Tensor bf = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
+  float* op = out.mutable_data_ptr<float>();
+  const float* xp = xf.const_data_ptr<float>();
+  at::parallel_for(0, B * d_out, 8, [&](int64_t s, int64_t e) {
+    float acc[kSmallT];
+    for (int64_t r = s; r < e; ++r) {
+      const int64_t b = r / d_out, i = r % d_out;
+      row_dot(n_weights == 1 ? 0 : b, i, xp + b * T * d, T, acc);
+      for (int64_t t = 0; t < T; ++t) op[(b * T + t) * d_out + i] = acc[t] + (bp ? bp[i] : 0.0f);
+    }
+  });
+  out = out.to(x.scalar_type());
+  return batched ? out : out.squeeze(0);
+}
+
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias) {
+  if (w.dim() == 2) return at::linear(x, w, bias);
+  at::Tensor y = at::matmul(x, w.transpose(-1, -2));
+  return bias ? y.add_(*bias) : y;
+}
+
+void check_per_sample(const char* op, const at::Tensor& x, const at::Tensor& w, const char* name) {
+  if (w.dim() == 3)
+    TORCH_CHECK_VALUE(x.dim() == 3 && x.size(0) == w.size(0), op, ": a batched ", name, " of ",
+                      w.size(0), " prompts needs x of shape (B, T, d_in) with B = ", w.size(0),
+                      ", got ", x.sizes());
+}
+
+at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& mask_,
+                             const std::optional<at::Tensor>& bias) {
+  check_float_tensor("masked_linear", "weight", weight_);
+  TORCH_CHECK_VALUE(weight_.dim() == 2, "masked_linear: weight must be (d_out, d_in)");
+  check_linear_args("masked_linear", x_, weight_, bias);
+  TORCH_CHECK_TYPE(mask_.scalar_type() == at::kBool, "masked_linear: mask must be bool, got ",
+                   mask_.scalar_type());
+  TORCH_CHECK_VALUE((mask_.dim() == 2 || mask_.dim() == 3) &&
+                        mask_.sizes().slice(mask_.dim() - 2) == weight_.sizes(),
+                    "masked_linear: mask must be ", weight_.sizes(), " or (B, ", weight_.size(0), ", ",
+                    weight_.size(1), "), got ", mask_.sizes());
+  check_per_sample("masked_linear", x_, mask_, "mask");
+  const at::Tensor weight = weight_.contiguous(), mask = mask_.contiguous();
+  const int64_t d_out = weight.size(0), d = weight.size(1), es = weight.element_size();
+  const CpuKernels& K = kernels();
+  const DType dt = dtype_of(weight);
+  const uint8_t* mp = reinterpret_cast<const uint8_t*>(mask.const_data_ptr<bool>());
+  const char* wp = bytes(weight);
+  if (x_.size(-2) <= kSmallT) {
+    return small_t_linear(x_, d_out, mask.dim() == 3 ? mask.size(0) : 1, bias,
+                          [&](int64_t b, int64_t i, const float* xs, int64_t T, float* acc) {
+                            K.masked_dot(xs, T, wp + es * i * d, dt, mp + (b * d_out + i) * d, d, acc);
+                          });
+  }
+  at::Tensor wm = at::empty(mask.sizes(), weight.options());
+  char* op = bytes_mut(wm);
+  at::parallel_for(0, mask.numel() / d, 16, [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; ++r) K.apply_mask(wp + es * (r % d_out) * d, dt, mp + r * d, d, op + es * r * d);
+  });
+  return dense_linear(x_, wm, bias);
+}
+
+at::Tensor sparse_linear_cpu(const at::Tensor& x_, const at::Tensor& bitmap_, const at::Tensor& values_,
+                             int64_t d_in, const std::optional<at::Tensor>& bias) {
+  check_float_tensor("sparse_linear", "values", values_);
+  TORCH_CHECK_TYPE(bitmap_.scalar_type() == at::kInt, "sparse_linear: bitmap must be int32, got ",
+                   bitmap_.scalar_type());
+  const int64_t words = (d_in + 31) / 32;
+  TORCH_CHECK_VALUE((values_.dim() == 2 || values_.dim() == 3) && bitmap_.dim() == values_.dim() &&
+                        bitmap_.sizes().slice(0, bitmap_.dim() - 1) ==
+                            values_.sizes().slice(0, values_.dim() - 1) &&
+                        bitmap_.size(-1) == words && values_.size(-1) <= d_in,
+                    "sparse_linear: bitmap ", bitmap_.sizes(), " and values ", values_.sizes(),
+                    " do not describe a RowSparse with d_in=", d_in);
+  check_float_tensor("sparse_linear", "x", x_);
+  TORCH_CHECK_VALUE(x_.dim() == 2 || x_.dim() == 3,
+                    "sparse_linear: x must be (T, d_in) or (B, T, d_in), got ", x_.sizes());
+  TORCH_CHECK_TYPE(x_.scalar_type() == values_.scalar_type(), "sparse_linear: the RowSparse has dtype ",
+                   values_.scalar_type(), " but x has dtype ", x_.scalar_type());
+  check_same_device("sparse_linear", x_, "x", values_, "values");
+  check_same_device("sparse_linear", x_, "x", bitmap_, "bitmap");
+  TORCH_CHECK_VALUE(x_.size(-1) == d_in, "sparse_linear: x has d_in=", x_.size(-1),
+                    " but the RowSparse has d_in=", d_in);
+  check_bias("sparse_linear", x_, bias, values_.size(-2));
+  check_per_sample("sparse_linear", x_, values_, "RowSparse");
+  const at::Tensor bitmap = bitmap_.contiguous(), values = values_.contiguous();
+  const int64_t d_out = values.size(-2), k = values.size(-1), es = values.element_size();
+  const CpuKernels& K = kernels();
+  const DType dt = dtype_of(values);
+  const uint32_t* bp = reinterpret_cast<const uint32_t*>(bitmap.const_data_ptr<int32_t>());
+  const char* vp = bytes(values);
+  if (x_.size(-2) <= kSmallT) {
+    return small_t_linear(x_, d_out, values.dim() == 3 ? values.size(0) : 1, bias,
+                          [&](int64_t b, int64_t i, const float* xs, int64_t T, float* acc) {
+                            const int64_t r = b * d_out + i;
+                            K.sparse_dot(xs, T, bp + r * words, vp + es * r * k, dt, d_in, acc);
+                          });
+  }
+  std::vector<int64_t> shape(values.sizes().begin(), values.sizes().end());
+  shape.back() = d_in;
+  at::Tensor dense = at::empty(shape, values.options());
+  char* op = bytes_mut(dense);
+  at::parallel_for(0, values.numel() / std::max<int64_t>(k, 1), 16, [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; ++r) K.expand_compact(bp + r * words, vp + es * r * k, dt, d_in, op + es * r * d_in);
+  });
+  return dense_linear(x_, dense, bias);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mumoe, CPU, m) {
+  m.impl("col_norms", &col_norms_cpu);
+  m.impl("wanda_mask", &wanda_mask_cpu);
+  m.impl("wanda_prune", &wanda_prune_cpu);
+  m.impl("prune_rows", &prune_rows_cpu);
+  m.impl("masked_linear", &masked_linear_cpu);
+  m.impl("sparse_linear", &sparse_linear_cpu);
+}
+
+}  // namespace mumoe::cpu

@@ -1,0 +1,11 @@
+// What the running CPU (and OS) supports; compiled with no -m flags.
+#pragma once
+
+namespace mumoe::cpu {
+struct CpuFeatures {
+  bool avx2_fma_f16c = false;  // AVX2 + FMA + F16C, OS saves YMM state
+  bool avx512 = false;         // AVX-512 F/BW/VL/DQ, OS saves ZMM state
+  bool neon = false;           // AArch64 Advanced SIMD
+};
+const CpuFeatures& cpu_features();
+}  // namespace mumoe::cpu

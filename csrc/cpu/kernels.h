@@ -1,0 +1,66 @@
+// The CPU kernel table: one instance per instruction set (scalar/, avx2/, avx512/, neon/), picked
+// once at run time by dispatch.cpp. Kernels work on one row (or one block of columns) through raw
+// pointers; threading, allocation and torch live in the flag-free bindings. ISA folders include no
+// torch/c10/STL templates: an inline function compiled with -mavx512f could otherwise be the copy
+// the linker keeps for everyone.
+#pragma once
+#include <cstdint>
+
+namespace mumoe::cpu {
+
+enum class DType : int32_t { f32 = 0, f16 = 1, bf16 = 2 };
+
+// The k-th largest score key of a row, and how many keys equal to it are kept: keys > tau are kept,
+// plus the first `ties_kept` keys == tau in column order.
+struct RowThreshold {
+  uint32_t tau;
+  int64_t ties_kept;
+};
+
+struct CpuKernels {
+  const char* isa;
+
+  // out[j] += sum over tokens t (keep == nullptr or keep[t] != 0) of x[t*ld + j]^2, j < d.
+  void (*col_sumsq)(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+                    float* out);
+
+  // keys[j] = bit pattern of |w[j]| * |norms[j]| in fp32 (non-negative, so bits order like values).
+  void (*row_scores)(const void* w, DType dt, const float* norms, int64_t d, uint32_t* keys);
+
+  // Threshold of the k largest keys (1 <= k <= d). `scratch` holds d uint32.
+  RowThreshold (*row_select)(const uint32_t* keys, int64_t d, int64_t k, uint32_t* scratch);
+
+  // Outputs of a selected row.
+  void (*emit_mask)(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask);
+  void (*emit_pruned)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                      void* out);
+  // bitmap: ceil(d/32) words, bit j%32 of word j/32; values: the kept weights in column order.
+  void (*emit_compact)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                       uint32_t* bitmap, void* values);
+
+  // out[j] = mask[j] ? w[j] : 0 for one row.
+  void (*apply_mask)(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out);
+  // Dense row of a compact one.
+  void (*expand_compact)(const uint32_t* bitmap, const void* values, DType dt, int64_t d, void* out);
+
+  // Small-T products of one weight row with T fp32 token rows x (T x d, contiguous):
+  // out[t] = sum_j x[t*d + j] * w[j] * mask[j]   /   the same for a compact row.
+  void (*masked_dot)(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
+                     int64_t d, float* out);
+  void (*sparse_dot)(const float* x, int64_t T, const uint32_t* bitmap, const void* values,
+                     DType dt, int64_t d, float* out);
+};
+
+// Tables compiled into this build (null where the folder was not built).
+extern const CpuKernels kScalarKernels;
+#ifdef MUMOE_HAVE_avx2
+extern const CpuKernels kAvx2Kernels;
+#endif
+#ifdef MUMOE_HAVE_avx512
+extern const CpuKernels kAvx512Kernels;
+#endif
+#ifdef MUMOE_HAVE_neon
+extern const CpuKernels kNeonKernels;
+#endif
+
+}  // namespace mumoe::cpu

@@ -1,0 +1,48 @@
+// Every mumoe op's schema, plus the small Python module with build information.
+#include <torch/library.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "cpu/dispatch.h"
+
+TORCH_LIBRARY(mumoe, m) {
+  // fp32 column L2 norms of one prompt (T, d) -> (d,) or a batch (B, T, d) -> (B, d); tokens whose
+  // attention_mask is 0 do not count; non-finite norms raise.
+  m.def("col_norms(Tensor x, Tensor? attention_mask) -> Tensor");
+  // bool mask keeping the k largest |W_ij|*n_j of every row (ties to the lower column index);
+  // norms (B, d_in) give a (B, d_out, d_in) mask.
+  m.def("wanda_mask(Tensor weight, Tensor norms, int k) -> Tensor");
+  // the weight with everything outside that mask zeroed, written straight from the selection.
+  m.def("wanda_prune(Tensor weight, Tensor norms, int k) -> Tensor");
+  // the same selection as a RowSparse: (int32 bitmap (.., d_out, ceil(d_in/32)), values (.., d_out, k)).
+  m.def("prune_rows(Tensor weight, Tensor norms, int k) -> (Tensor, Tensor)");
+  // x @ (weight * mask).T + bias; a (B, d_out, d_in) mask applies per sample of x (B, T, d_in).
+  m.def("masked_linear(Tensor x, Tensor weight, Tensor mask, Tensor? bias) -> Tensor");
+  // x @ dense(bitmap, values).T + bias for a RowSparse weight.
+  m.def("sparse_linear(Tensor x, Tensor bitmap, Tensor values, int d_in, Tensor? bias) -> Tensor");
+  // the µ-MoE linear: col_norms -> wanda_prune -> GEMM, per prompt.
+  m.def("wanda_linear(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask) -> Tensor");
+}
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "mumoe_ext compiled kernels (ops live in torch.ops.mumoe)";
+  m.attr("version") = MUMOE_VERSION;
+#ifdef MUMOE_WITH_CUDA
+  m.attr("cuda") = true;
+  m.attr("cuda_archs") = MUMOE_CUDA_ARCHS;
+#else
+  m.attr("cuda") = false;
+  m.attr("cuda_archs") = "";
+#endif
+  m.def("cpu_isa", &mumoe::cpu::current_isa, "The CPU instruction-set path in use.");
+  m.def("cpu_isas", &mumoe::cpu::available_isas, "CPU paths compiled in and supported here.");
+  m.def("set_cpu_isa", [](const std::string& name) {
+    try {
+      mumoe::cpu::set_isa(name);
+    } catch (const c10::Error& e) {
+      throw py::value_error(e.what_without_backtrace());
+    }
+  }, "Force a CPU path ('' restores the best one).");
+}

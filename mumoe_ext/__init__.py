@@ -1,0 +1,24 @@
+"""mumoe_ext: test-time pruning as a micro-grained mixture of experts (µ-MoE) for PyTorch.
+
+Every op has a pure-torch twin in `mumoe_ext.reference`. Set MUMOE_CPU_ISA=scalar|avx2|avx512|neon
+to force a CPU path.
+"""
+import os as _os
+
+import torch as _torch  # noqa: F401  (loads libtorch before our library)
+
+from . import _C
+
+try:  # a bad MUMOE_CPU_ISA fails here, at import, with the reason, not with SIGILL later
+    _C.set_cpu_isa(_os.environ.get("MUMOE_CPU_ISA", ""))
+except ValueError as _e:
+    raise ImportError(f"mumoe_ext: {_e}") from None
+
+from .build_info import build_info, cpu_isa, set_cpu_isa
+from .ops import (col_norms, masked_linear, prune_rows, sparse_linear, wanda_linear, wanda_mask,
+                  wanda_prune)
+from .row_sparse import RowSparse
+
+__version__ = _C.version
+__all__ = ["col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear", "prune_rows",
+           "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa"]

@@ -1,0 +1,139 @@
+"""Typed wrappers of the compiled ops (`torch.ops.mumoe.*`): argument checks with messages that
+name the argument, density -> k, and the fake kernels that let torch.compile/export trace them."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _C  # noqa: F401  (loading the library registers torch.ops.mumoe)
+from . import _checks as C
+from .row_sparse import RowSparse, words_per_row
+
+__all__ = ["col_norms", "wanda_mask", "masked_linear", "wanda_linear", "prune_rows",
+           "sparse_linear", "wanda_prune"]
+
+_ops = torch.ops.mumoe
+
+
+def col_norms(x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Column L2 norms of one prompt's activations, accumulated in fp32.
+
+    x: (T, d) -> (d,), or (B, T, d) -> (B, d) with one row of norms per prompt.
+    attention_mask: (T,) / (B, T), bool or 0/1 ints; tokens where it is 0 do not count.
+    Raises ValueError when x holds NaN/Inf (non-finite norms)."""
+    C.check_activations(x, "col_norms")
+    return _ops.col_norms(x, C.check_attention_mask(attention_mask, x, "col_norms"))
+
+
+def wanda_mask(weight: torch.Tensor, norms: torch.Tensor, density: float) -> torch.Tensor:
+    """Bool mask of the k = d_in - floor(d_in * (1 - density)) largest Wanda scores |W_ij| * n_j
+    of every row; ties go to the lower column index. norms (d_in,) -> (d_out, d_in);
+    norms (B, d_in) -> (B, d_out, d_in)."""
+    C.check_weight(weight, None, "wanda_mask")
+    norms = C.check_norms(norms, weight, "wanda_mask")
+    return _ops.wanda_mask(weight, norms, C.keep_count(weight.shape[1], density, "wanda_mask"))
+
+
+def wanda_prune(weight: torch.Tensor, norms: torch.Tensor, density: float) -> torch.Tensor:
+    """`weight` with every entry outside `wanda_mask(weight, norms, density)` set to zero."""
+    C.check_weight(weight, None, "wanda_prune")
+    norms = C.check_norms(norms, weight, "wanda_prune")
+    return _ops.wanda_prune(weight, norms, C.keep_count(weight.shape[1], density, "wanda_prune"))
+
+
+def masked_linear(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+                  bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ (weight * mask).T + bias. A (B, d_out, d_in) mask applies per sample of x (B, T, d_in)."""
+    C.check_activations(x, "masked_linear")
+    C.check_weight(weight, x, "masked_linear")
+    C.check_mask(mask, weight, x, "masked_linear")
+    C.check_bias(bias, weight, "masked_linear")
+    return _ops.masked_linear(x, weight, mask, bias)
+
+
+def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 density: float = 0.5, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The µ-MoE linear: prune `weight` with this prompt's own Wanda scores, then apply it.
+
+    x (T, d_in) is one prompt; x (B, T, d_in) holds B prompts, each with its own norms and mask.
+    attention_mask excludes padding tokens from the norms. density=1.0 returns exactly
+    torch.nn.functional.linear(x, weight, bias)."""
+    C.check_activations(x, "wanda_linear")
+    C.check_weight(weight, x, "wanda_linear")
+    C.check_bias(bias, weight, "wanda_linear")
+    C.check_density(density, "wanda_linear")
+    if float(density) == 1.0:
+        return F.linear(x, weight, bias)
+    am = C.check_attention_mask(attention_mask, x, "wanda_linear")
+    return _ops.wanda_linear(x, weight, bias, C.keep_count(weight.shape[1], density, "wanda_linear"), am)
+
+
+def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float) -> RowSparse:
+    """The Wanda selection of `weight` in the compact RowSparse format (bitmap + packed values)."""
+    C.check_weight(weight, None, "prune_rows")
+    norms = C.check_norms(norms, weight, "prune_rows")
+    bitmap, values = _ops.prune_rows(weight, norms, C.keep_count(weight.shape[1], density, "prune_rows"))
+    return RowSparse(bitmap, values, weight.shape[1])
+
+
+def sparse_linear(x: torch.Tensor, rs: RowSparse, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ rs.to_dense().T + bias without materialising the dense weight for small T (decode)."""
+    C.check_activations(x, "sparse_linear")
+    if not isinstance(rs, RowSparse):
+        raise TypeError(f"sparse_linear: rs must be a RowSparse, got {type(rs).__name__}")
+    C.check_same(x, rs.values, "x", "rs.values", "sparse_linear")
+    if x.shape[-1] != rs.d_in:
+        raise ValueError(f"sparse_linear: x has d_in={x.shape[-1]} but rs has d_in={rs.d_in}")
+    if rs.values.dim() == 3 and (x.dim() != 3 or x.shape[0] != rs.values.shape[0]):
+        raise ValueError(f"sparse_linear: a batched RowSparse of {rs.values.shape[0]} prompts needs "
+                         f"x of shape (B, T, d_in) with B = {rs.values.shape[0]}, got {tuple(x.shape)}")
+    if bias is not None:
+        C.check_float(bias, "bias", "sparse_linear")
+        C.check_same(x, bias, "x", "bias", "sparse_linear")
+        if bias.shape != (rs.values.shape[-2],):
+            raise ValueError(f"sparse_linear: bias must have shape ({rs.values.shape[-2]},), "
+                             f"got {tuple(bias.shape)}")
+    return _ops.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, bias)
+
+
+# ---- fake kernels: shapes and dtypes only, for torch.compile / export / opcheck ----------------
+
+def _batch(norms):
+    return tuple(norms.shape[:-1])
+
+
+@torch.library.register_fake("mumoe::col_norms")
+def _(x, attention_mask):
+    return x.new_empty((*x.shape[:-2], x.shape[-1]), dtype=torch.float32)
+
+
+@torch.library.register_fake("mumoe::wanda_mask")
+def _(weight, norms, k):
+    return weight.new_empty((*_batch(norms), *weight.shape), dtype=torch.bool)
+
+
+@torch.library.register_fake("mumoe::wanda_prune")
+def _(weight, norms, k):
+    return weight.new_empty((*_batch(norms), *weight.shape))
+
+
+@torch.library.register_fake("mumoe::prune_rows")
+def _(weight, norms, k):
+    lead = (*_batch(norms), weight.shape[0])
+    return (weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32),
+            weight.new_empty((*lead, k)))
+
+
+@torch.library.register_fake("mumoe::masked_linear")
+def _(x, weight, mask, bias):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+@torch.library.register_fake("mumoe::sparse_linear")
+def _(x, bitmap, values, d_in, bias):
+    return x.new_empty((*x.shape[:-1], values.shape[-2]))
+
+
+@torch.library.register_fake("mumoe::wanda_linear")
+def _(x, weight, bias, k, attention_mask):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
