@@ -21,4 +21,15 @@ from .row_sparse import RowSparse
 
 __version__ = _C.version
 __all__ = ["col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear", "prune_rows",
-           "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa"]
+           "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa", "sparsify",
+           "restore"]
+
+_MODEL_LAYER = {"sparsify", "restore"}
+
+
+def __getattr__(name):
+    # the model layer imports transformers: load it on first use, not with the kernels
+    if name in _MODEL_LAYER:
+        from . import models
+        return getattr(models, name)
+    raise AttributeError(f"module 'mumoe_ext' has no attribute {name!r}")
