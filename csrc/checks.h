@@ -56,10 +56,14 @@ inline void check_linear_args(const char* op, const at::Tensor& x, const at::Ten
   check_bias(op, x, bias, weight.size(-2));
 }
 
-// NaN/Inf activations (or squares overflowing fp32) show up as non-finite norms: refuse them.
-inline void check_norms_finite(const char* op, const at::Tensor& norms) {
+// NaN/Inf activations (or squares overflowing fp32) show up as non-finite norms, and a negative
+// norm is a caller's bug (scores use |n|, so it would pass silently): refuse both. One flag is read
+// back (a device sync on CUDA); the reason is worked out only on failure.
+inline void check_norms_valid(const char* op, const at::Tensor& norms) {
+  if (at::logical_and(at::isfinite(norms), norms.ge(0)).all().item<bool>()) return;
   TORCH_CHECK_VALUE(at::isfinite(norms).all().item<bool>(), op,
                     ": norms contain NaN or Inf (non-finite activations in x?)");
+  TORCH_CHECK_VALUE(false, op, ": norms must be non-negative");
 }
 
 }  // namespace mumoe

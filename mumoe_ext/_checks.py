@@ -13,9 +13,13 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def keep_count(d_in: int, density: float, op: str = "wanda_mask") -> int:
-    """Weights kept per row: ``k = d_in - floor(d_in * (1 - density))`` (Wanda's convention)."""
+    """Weights kept per row: ``k = d_in - floor(d_in * (1 - density))`` (Wanda's convention with
+    ``sparsity = 1 - density``). The sparsity is rounded to 12 decimals first so that density 0.8
+    prunes exactly what Wanda's ``sparsity_ratio=0.2`` prunes (1 - 0.8 is 0.19999999999999996 in
+    binary, and 1000 * that would floor to 199, not 200)."""
     check_density(density, op)
-    return d_in - int(math.floor(d_in * (1.0 - float(density))))
+    sparsity = round(1.0 - float(density), 12)
+    return d_in - int(math.floor(d_in * sparsity))
 
 
 def check_density(density, op: str) -> None:

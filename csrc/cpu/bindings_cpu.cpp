@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/dispatch.h"
+#include "cpu/parallel_rows.h"
 
 namespace mumoe::cpu {
 namespace {
@@ -22,6 +24,11 @@ DType dtype_of(const at::Tensor& t) {
     case at::kHalf: return DType::f16;
     default: return DType::bf16;
   }
+}
+
+// Software prefetch of a byte range (past the end of a tensor is harmless: prefetches never fault).
+void prefetch_bytes(const void* p, int64_t n) {
+  for (int64_t off = 0; off < n; off += 64) __builtin_prefetch(static_cast<const char*>(p) + off);
 }
 
 const char* bytes(const at::Tensor& t) { return static_cast<const char*>(t.const_data_ptr()); }
@@ -50,7 +57,9 @@ at::Tensor col_norms_cpu(const at::Tensor& x_, const std::optional<at::Tensor>& 
   const uint8_t* kp = keep.defined() ? keep.const_data_ptr<uint8_t>() : nullptr;
   float* op = out.mutable_data_ptr<float>();
   const char* xp = bytes(x);
-  at::parallel_for(0, B * nblk, 1, [&](int64_t s, int64_t e) {
+  // Chunks of >= ~1M elements: a prompt's norms are far cheaper than waking a second thread.
+  const int64_t blocks_per_chunk = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, T * kCols));
+  parallel_rows(B * nblk, blocks_per_chunk, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) {
       const int64_t b = i / nblk, c0 = (i % nblk) * kCols;
       K.col_sumsq(xp + es * (b * T * d + c0), dt, T, std::min(kCols, d - c0), d,
@@ -77,17 +86,23 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, E
   const float* np = norms.const_data_ptr<float>();
   char* op = bytes_mut(*out);
   uint32_t* bp = bitmap ? reinterpret_cast<uint32_t*>(bitmap->mutable_data_ptr<int32_t>()) : nullptr;
-  at::parallel_for(0, B * d_out, 16, [&](int64_t s, int64_t e) {
-    std::vector<uint32_t> keys(d), scratch(d);
+  parallel_rows(B * d_out, 32, [&](int64_t s, int64_t e) {
+    thread_local std::vector<uint32_t> keys, scratch;  // one row's keys stay in L1/L2
+    keys.resize(d);
+    scratch.resize(d + 16);
+    uint32_t hint = kNoHint;  // rows of one weight have similar thresholds
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
       const char* w = wp + es * i * d;
       K.row_scores(w, dt, np + b * d, d, keys.data());
-      const RowThreshold th = K.row_select(keys.data(), d, k, scratch.data());
+      // The next row streams in from memory while this one is selected from L1.
+      if (r + 1 < e) prefetch_bytes(wp + es * ((r + 1) % d_out) * d, es * d);
+      const RowThreshold th = K.row_select(keys.data(), d, k, hint, scratch.data());
+      hint = th.tau;
       switch (emit) {
         case Emit::mask: K.emit_mask(keys.data(), d, th, reinterpret_cast<uint8_t*>(op) + r * d); break;
         case Emit::pruned: K.emit_pruned(w, dt, keys.data(), d, th, op + es * r * d); break;
-        case Emit::compact: K.emit_compact(w, dt, keys.data(), d, th, bp + r * words, op + es * r * k); break;
+        case Emit::compact: K.emit_compact(w, dt, keys.data(), d, th, k, bp + r * words, op + es * r * k); break;
       }
     }
   });
@@ -103,9 +118,9 @@ std::vector<int64_t> batch_shape(const at::Tensor& norms, std::initializer_list<
 at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
   check_weight_norms_k("wanda_mask", weight_, norms_, k);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
-  check_norms_finite("wanda_mask", norms);
-  at::Tensor out = at::empty(batch_shape(norms, {weight.size(0), weight.size(1)}),
-                             weight.options().dtype(at::kBool));
+  check_norms_valid("wanda_mask", norms);
+  at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}),
+                                weight.options().dtype(at::kBool));
   select_rows(weight, norms, k, Emit::mask, &out, nullptr);
   return out;
 }
@@ -113,8 +128,8 @@ at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, i
 at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
   check_weight_norms_k("wanda_prune", weight_, norms_, k);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
-  check_norms_finite("wanda_prune", norms);
-  at::Tensor out = at::empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
+  check_norms_valid("wanda_prune", norms);
+  at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
   select_rows(weight, norms, k, Emit::pruned, &out, nullptr);
   return out;
 }
@@ -123,11 +138,11 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, con
                                                   int64_t k) {
   check_weight_norms_k("prune_rows", weight_, norms_, k);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
-  check_norms_finite("prune_rows", norms);
+  check_norms_valid("prune_rows", norms);
   const int64_t words = (weight.size(1) + 31) / 32;
-  at::Tensor bitmap = at::empty(batch_shape(norms, {weight.size(0), words}),
-                                weight.options().dtype(at::kInt));
-  at::Tensor values = at::empty(batch_shape(norms, {weight.size(0), k}), weight.options());
+  at::Tensor bitmap = pooled_empty(batch_shape(norms, {weight.size(0), words}),
+                                   weight.options().dtype(at::kInt));
+  at::Tensor values = pooled_empty(batch_shape(norms, {weight.size(0), k}), weight.options());
   select_rows(weight, norms, k, Emit::compact, &values, &bitmap);
   return {bitmap, values};
 }
@@ -144,7 +159,7 @@ at::Tensor small_t_linear(const at::Tensor& x, int64_t d_out, int64_t n_weights,
   const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
   float* op = out.mutable_data_ptr<float>();
   const float* xp = xf.const_data_ptr<float>();
-  at::parallel_for(0, B * d_out, 8, [&](int64_t s, int64_t e) {
+  parallel_rows(B * d_out, 128, [&](int64_t s, int64_t e) {
     float acc[kSmallT];
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
@@ -193,9 +208,9 @@ at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, co
                             K.masked_dot(xs, T, wp + es * i * d, dt, mp + (b * d_out + i) * d, d, acc);
                           });
   }
-  at::Tensor wm = at::empty(mask.sizes(), weight.options());
+  at::Tensor wm = pooled_empty(mask.sizes(), weight.options());
   char* op = bytes_mut(wm);
-  at::parallel_for(0, mask.numel() / d, 16, [&](int64_t s, int64_t e) {
+  parallel_rows(mask.numel() / d, 64, [&](int64_t s, int64_t e) {
     for (int64_t r = s; r < e; ++r) K.apply_mask(wp + es * (r % d_out) * d, dt, mp + r * d, d, op + es * r * d);
   });
   return dense_linear(x_, wm, bias);
@@ -234,15 +249,15 @@ at::Tensor sparse_linear_cpu(const at::Tensor& x_, const at::Tensor& bitmap_, co
     return small_t_linear(x_, d_out, values.dim() == 3 ? values.size(0) : 1, bias,
                           [&](int64_t b, int64_t i, const float* xs, int64_t T, float* acc) {
                             const int64_t r = b * d_out + i;
-                            K.sparse_dot(xs, T, bp + r * words, vp + es * r * k, dt, d_in, acc);
+                            K.sparse_dot(xs, T, bp + r * words, vp + es * r * k, dt, d_in, k, acc);
                           });
   }
   std::vector<int64_t> shape(values.sizes().begin(), values.sizes().end());
   shape.back() = d_in;
-  at::Tensor dense = at::empty(shape, values.options());
+  at::Tensor dense = pooled_empty(shape, values.options());
   char* op = bytes_mut(dense);
-  at::parallel_for(0, values.numel() / std::max<int64_t>(k, 1), 16, [&](int64_t s, int64_t e) {
-    for (int64_t r = s; r < e; ++r) K.expand_compact(bp + r * words, vp + es * r * k, dt, d_in, op + es * r * d_in);
+  parallel_rows(values.numel() / std::max<int64_t>(k, 1), 64, [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; ++r) K.expand_compact(bp + r * words, vp + es * r * k, dt, d_in, k, op + es * r * d_in);
   });
   return dense_linear(x_, dense, bias);
 }

@@ -1,5 +1,7 @@
 #include "cpu/cpu_features.h"
 
+#include <cstdlib>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #include <cstdint>
@@ -31,6 +33,11 @@ CpuFeatures detect() {
   const bool f512 = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
   f.avx2_fma_f16c = ymm_os && avx2 && fma && f16c;
   f.avx512 = f.avx2_fma_f16c && zmm_os && f512 && dq && bw && vl;
+  const bool vbmi2 = c & (1u << 6);
+  __cpuid_count(7, 1, a, b, c, d);
+  // MUMOE_CPU_NO_VBMI2_BF16=1 hides the optional extension (to test the plain AVX-512 path).
+  const char* off = std::getenv("MUMOE_CPU_NO_VBMI2_BF16");
+  f.avx512_vbmi2_bf16 = f.avx512 && vbmi2 && (a & (1u << 5)) && !(off && *off && *off != '0');
   return f;
 }
 #elif defined(__aarch64__)

@@ -17,6 +17,8 @@ struct RowThreshold {
   int64_t ties_kept;
 };
 
+constexpr uint32_t kNoHint = 0xffffffffu;  // keys never have the sign bit set
+
 struct CpuKernels {
   const char* isa;
 
@@ -27,28 +29,33 @@ struct CpuKernels {
   // keys[j] = bit pattern of |w[j]| * |norms[j]| in fp32 (non-negative, so bits order like values).
   void (*row_scores)(const void* w, DType dt, const float* norms, int64_t d, uint32_t* keys);
 
-  // Threshold of the k largest keys (1 <= k <= d). `scratch` holds d uint32.
-  RowThreshold (*row_select)(const uint32_t* keys, int64_t d, int64_t k, uint32_t* scratch);
+  // Threshold of the k largest keys (1 <= k <= d). `scratch` holds d + 16 uint32. `hint` is the tau
+  // of a similar row (the previous one) or kNoHint: it only speeds the search up.
+  RowThreshold (*row_select)(const uint32_t* keys, int64_t d, int64_t k, uint32_t hint,
+                             uint32_t* scratch);
 
   // Outputs of a selected row.
   void (*emit_mask)(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask);
   void (*emit_pruned)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
                       void* out);
-  // bitmap: ceil(d/32) words, bit j%32 of word j/32; values: the kept weights in column order.
+  // bitmap: ceil(d/32) words, bit j%32 of word j/32; values: the k kept weights in column order.
+  // (k is passed to the compact-format kernels so vector code never touches the next row's values.)
   void (*emit_compact)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                       uint32_t* bitmap, void* values);
+                       int64_t k, uint32_t* bitmap, void* values);
 
   // out[j] = mask[j] ? w[j] : 0 for one row.
   void (*apply_mask)(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out);
   // Dense row of a compact one.
-  void (*expand_compact)(const uint32_t* bitmap, const void* values, DType dt, int64_t d, void* out);
+  void (*expand_compact)(const uint32_t* bitmap, const void* values, DType dt, int64_t d, int64_t k,
+                         void* out);
 
-  // Small-T products of one weight row with T fp32 token rows x (T x d, contiguous):
+  // Small-T products (T <= 8) of one weight row with T fp32 token rows x (T x d, contiguous; the
+  // tokens hold values of the weights' dtype: the AVX512-BF16 sparse_dot rounds them to bf16):
   // out[t] = sum_j x[t*d + j] * w[j] * mask[j]   /   the same for a compact row.
   void (*masked_dot)(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
                      int64_t d, float* out);
   void (*sparse_dot)(const float* x, int64_t T, const uint32_t* bitmap, const void* values,
-                     DType dt, int64_t d, float* out);
+                     DType dt, int64_t d, int64_t k, float* out);
 };
 
 // Tables compiled into this build (null where the folder was not built).

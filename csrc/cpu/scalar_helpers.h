@@ -64,38 +64,167 @@ struct KeepCursor {
   }
 };
 
-// Exact k-th largest of non-negative fp32 keys by three radix passes (11, 11, 10 bits) over a
-// shrinking candidate set. No sort; every row costs one full pass plus passes over few candidates.
-inline RowThreshold radix_select_scalar(const uint32_t* keys, int64_t d, int64_t k,
-                                        uint32_t* scratch) {
-  static const int kShift[3] = {21, 10, 0};
-  static const uint32_t kBins[3] = {2048, 2048, 1024};
-  uint32_t hist[2048];
-  const uint32_t* cur = keys;
-  int64_t n = d, want = k;
-  uint32_t prefix = 0;
-  for (int pass = 0; pass < 3; ++pass) {
-    const int sh = kShift[pass];
-    const uint32_t nb = kBins[pass];
+// Keep the lowest `ties_left` set bits of `eq` (keys equal to tau, in column order) on top of `gt`.
+inline uint64_t take_ties(uint64_t gt, uint64_t eq, int64_t& ties_left) {
+  if (!eq || ties_left <= 0) return gt;
+  const int64_t n = __builtin_popcountll(eq);
+  if (n <= ties_left) {
+    ties_left -= n;
+    return gt | eq;
+  }
+  for (; ties_left > 0; --ties_left) {
+    gt |= eq & (~eq + 1);
+    eq &= eq - 1;
+  }
+  return gt;
+}
+
+// The first radix digit: bits 30..20 of a key (the sign bit is always clear), 2048 bins.
+constexpr int kTopShift = 20;
+constexpr int kTopBins = 2048;
+
+// Bin of the want-th largest key from top-digit counts (the sum of `parts` interleaved
+// histograms), scanning down from `start`; `above` gets the count in higher bins.
+inline uint32_t scan_top_bins(const uint32_t* h, int parts, uint32_t start, int64_t want,
+                              int64_t* above) {
+  int64_t acc = 0;
+  for (uint32_t b = start;; --b) {
+    int64_t c = 0;
+    for (int p = 0; p < parts; ++p) c += h[p * kTopBins + b];
+    if (acc + c >= want || b == 0) {
+      *above = acc;
+      return b;
+    }
+    acc += c;
+  }
+}
+
+// The want-th largest of n candidate keys that agree on every bit above `low_bits` (1 <= want <= n).
+// Filters `cand` in place; small sets are finished by direct counting instead of more histograms.
+inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, int low_bits) {
+  uint32_t hist[256];
+  for (;;) {
+    if (low_bits == 0) return RowThreshold{cand[0], want};
+    if (n <= 32) {
+      for (int64_t i = 0;; ++i) {
+        int64_t gt = 0, eq = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          gt += cand[j] > cand[i];
+          eq += cand[j] == cand[i];
+        }
+        if (gt < want && want <= gt + eq) return RowThreshold{cand[i], want - gt};
+      }
+    }
+    const int width = low_bits < 8 ? low_bits : 8, sh = low_bits - width;
+    const uint32_t nb = 1u << width;
     std::memset(hist, 0, sizeof(uint32_t) * nb);
-    for (int64_t i = 0; i < n; ++i) hist[(cur[i] >> sh) & (nb - 1)]++;
+    for (int64_t i = 0; i < n; ++i) hist[(cand[i] >> sh) & (nb - 1)]++;
     int64_t above = 0;
     uint32_t b = nb - 1;
-    for (;; --b) {
-      if (above + hist[b] >= want) break;
-      above += hist[b];
-    }
+    for (; above + hist[b] < want; --b) above += hist[b];
     want -= above;
-    prefix |= b << sh;
-    if (pass == 2) break;
-    // keep only the candidates in bin b for the next digit
     int64_t m = 0;
-    for (int64_t i = 0; i < n; ++i)
-      if (((cur[i] >> sh) & (nb - 1)) == b) scratch[m++] = cur[i];
-    cur = scratch;
+    for (int64_t i = 0; i < n; ++i) {  // branch-free: candidates are a random subset
+      cand[m] = cand[i];
+      m += ((cand[i] >> sh) & (nb - 1)) == b;
+    }
     n = m;
+    low_bits = sh;
   }
-  return RowThreshold{prefix, want};
+}
+
+// Top-digit bins [lo, hi] that, judging from every 4th key, hold the k-th largest key of the row.
+// The margin (3 standard deviations of the sampled rank, plus slack) makes a miss rare; callers
+// verify the bracket with one exact pass and fall back to the full histogram when it misses.
+struct BinBracket {
+  uint32_t lo, hi;
+};
+constexpr int64_t kSampleStride = 4;
+constexpr int64_t kMinSampledRow = 1024, kMaxSampledRow = int64_t(65535) * kSampleStride;
+
+inline BinBracket guess_bins(const uint32_t* keys, int64_t d, int64_t k) {
+  // Four interleaved 16-bit histograms: sampled keys crowd into a few bins, and one histogram
+  // would serialise on store-to-load forwarding. (Callers keep d / kSampleStride below 2^16.)
+  uint16_t hist[4][kTopBins];
+  std::memset(hist, 0, sizeof(hist));
+  const int64_t s = (d + kSampleStride - 1) / kSampleStride;
+  int64_t i = 0;
+  uint32_t top = 0;
+  for (; i + 4 * kSampleStride <= d; i += 4 * kSampleStride) {
+    const uint32_t b0 = keys[i] >> kTopShift, b1 = keys[i + kSampleStride] >> kTopShift,
+                   b2 = keys[i + 2 * kSampleStride] >> kTopShift, b3 = keys[i + 3 * kSampleStride] >> kTopShift;
+    hist[0][b0]++;
+    hist[1][b1]++;
+    hist[2][b2]++;
+    hist[3][b3]++;
+    const uint32_t m01 = b0 > b1 ? b0 : b1, m23 = b2 > b3 ? b2 : b3, m = m01 > m23 ? m01 : m23;
+    top = m > top ? m : top;
+  }
+  for (; i < d; i += kSampleStride) {
+    const uint32_t b = keys[i] >> kTopShift;
+    hist[0][b]++;
+    top = b > top ? b : top;
+  }
+  const double want = double(k) * double(s) / double(d), p = double(k) / double(d);
+  const double margin = 3.0 * __builtin_sqrt(double(s) * p * (1.0 - p)) + 2.0;
+  const double want_hi = want - margin, want_lo = want + margin;
+  BinBracket r{0, top};
+  int64_t cum = 0;
+  bool hi_set = false;
+  for (uint32_t b = top;; --b) {
+    cum += hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b];
+    if (!hi_set && double(cum) >= want_hi) {
+      r.hi = b;
+      hi_set = true;
+    }
+    if (double(cum) >= want_lo || b == 0) {
+      r.lo = b;
+      return r;
+    }
+  }
+}
+
+// Bits below which the keys of bins lo..hi may differ (the argument `low_bits` of select_among).
+inline int bracket_low_bits(BinBracket r) {
+  return r.lo == r.hi ? kTopShift : kTopShift + 32 - __builtin_clz(r.lo ^ r.hi);
+}
+
+// Top-digit bins around the threshold `hint` of a similar row: one bin (1/8 octave) either side.
+inline BinBracket bracket_near(uint32_t hint) {
+  const uint32_t b = hint >> kTopShift;
+  return BinBracket{b > 0 ? b - 1 : 0, b + 1 < kTopBins ? b + 1 : kTopBins - 1};
+}
+
+// Threshold from a bracket of bins when one holds the k-th largest key: first around `hint`, then
+// around the sampled guess. `pass(keys, d, bracket, scratch, &above)` packs the bracket's keys
+// into scratch and returns their count. False: the caller runs the exact histogram instead.
+template <class BracketPass>
+inline bool select_bracketed(const uint32_t* keys, int64_t d, int64_t k, uint32_t hint,
+                             uint32_t* scratch, BracketPass pass, RowThreshold* th) {
+  if (d < kMinSampledRow || d > kMaxSampledRow) return false;
+  auto attempt = [&](BinBracket r) {
+    int64_t above = 0;
+    const int64_t n = pass(keys, d, r, scratch, &above);
+    if (above >= k || k > above + n) return false;
+    *th = select_among(scratch, n, k - above, bracket_low_bits(r));
+    return true;
+  };
+  return (hint != kNoHint && attempt(bracket_near(hint))) || attempt(guess_bins(keys, d, k));
+}
+
+// Exact k-th largest of non-negative fp32 keys: one histogram of the top 11 bits over the row,
+// then select_among on the (usually few) keys in the chosen bin. No sort.
+inline RowThreshold radix_select_scalar(const uint32_t* keys, int64_t d, int64_t k,
+                                        uint32_t* scratch) {
+  uint32_t hist[kTopBins];
+  std::memset(hist, 0, sizeof(hist));
+  for (int64_t i = 0; i < d; ++i) hist[keys[i] >> kTopShift]++;
+  int64_t above = 0;
+  const uint32_t b = scan_top_bins(hist, 1, kTopBins - 1, k, &above);
+  int64_t m = 0;
+  for (int64_t i = 0; i < d; ++i)
+    if ((keys[i] >> kTopShift) == b) scratch[m++] = keys[i];
+  return select_among(scratch, m, k - above, kTopShift);
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
-// PLACEHOLDER until the avx2 kernels land: forwards to the scalar kernels.
-#include "cpu/kernels.h"
+// The avx2 kernel table (the kernels live beside this file).
+#include "cpu/kernel_decls.h"
+
+namespace mumoe::cpu::avx2 {
+MUMOE_DECLARE_CPU_KERNELS()
+}  // namespace mumoe::cpu::avx2
 
 namespace mumoe::cpu {
-const CpuKernels kAvx2Kernels = [] {
-  CpuKernels t = kScalarKernels;
-  t.isa = "avx2";
-  return t;
-}();
+const CpuKernels kAvx2Kernels = MUMOE_CPU_KERNEL_TABLE(avx2, "avx2");
 }  // namespace mumoe::cpu

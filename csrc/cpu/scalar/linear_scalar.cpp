@@ -28,7 +28,8 @@ void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* o
   }
 }
 
-void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_t d, void* out) {
+void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_t d, int64_t k,
+                    void* out) {
   const int64_t es = dtype_size(dt);
   const char* src = static_cast<const char*>(values);
   char* dst = static_cast<char*>(out);
@@ -49,7 +50,7 @@ void masked_dot(const float* x, int64_t T, const void* w, DType dt, const uint8_
 }
 
 void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* values, DType dt,
-                int64_t d, float* out) {
+                int64_t d, int64_t k, float* out) {
   for (int64_t t = 0; t < T; ++t) out[t] = 0.0f;
   int64_t n = 0;
   for (int64_t j = 0; j < d; ++j) {

@@ -7,7 +7,7 @@ void row_scores(const void* w, DType dt, const float* norms, int64_t d, uint32_t
   for (int64_t j = 0; j < d; ++j) keys[j] = score_key(load_as_float(w, dt, j), norms[j]);
 }
 
-RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t* scratch) {
+RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t hint, uint32_t* scratch) {
   return radix_select_scalar(keys, d, k, scratch);
 }
 
@@ -31,7 +31,7 @@ void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowTh
 }
 
 void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                  uint32_t* bitmap, void* values) {
+                  int64_t k, uint32_t* bitmap, void* values) {
   KeepCursor cur{th.tau, th.ties_kept};
   const int64_t words = (d + 31) / 32, es = dtype_size(dt);
   for (int64_t i = 0; i < words; ++i) bitmap[i] = 0;

@@ -1,0 +1,206 @@
+// AVX2 norm, masking and small-T product kernels. The compact format is expanded 8 columns at a
+// time with a permutation looked up by the bitmap byte, at popcount offsets into the values.
+#include "cpu/avx2/simd_avx2.h"
+
+namespace mumoe::cpu::avx2 {
+namespace {
+
+template <DType DT>
+void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep, float* out) {
+  const int64_t es = dtype_size(DT);
+  int64_t j0 = 0;
+  for (; j0 + 32 <= d; j0 += 32) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t t = 0; t < T; ++t) {
+      if (keep && !keep[t]) continue;
+      const void* row = static_cast<const char*>(x) + es * ld * t;
+      for (int u = 0; u < 4; ++u) {
+        const __m256 v = load8<DT>(row, j0 + 8 * u);
+        acc[u] = _mm256_fmadd_ps(v, v, acc[u]);
+      }
+    }
+    for (int u = 0; u < 4; ++u) {
+      float* o = out + j0 + 8 * u;
+      _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[u]));
+    }
+  }
+  for (int64_t t = 0; t < T && j0 < d; ++t) {
+    if (keep && !keep[t]) continue;
+    const void* row = static_cast<const char*>(x) + es * ld * t;
+    for (int64_t j = j0; j < d; ++j) {
+      const float v = load_as_float(row, DT, j);
+      out[j] += v * v;
+    }
+  }
+}
+
+// 8 mask bytes as all-ones 32-bit lanes where nonzero.
+inline __m256 mask8(const uint8_t* mask) {
+  const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mask)));
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, _mm256_setzero_si256()));
+}
+
+// out[t] = sum_j x[t*d + j] * w_j for T token rows. `weights.chunk(j)` gives w[j..j+8) and
+// `weights.one(j)` a tail column, both called in column order; U chunks in flight per token.
+template <int T, int U, class Weights>
+inline void dot_rows(const float* x, int64_t d, float* out, Weights& weights) {
+  __m256 acc[T][U];
+  #pragma GCC unroll 8
+  for (int t = 0; t < T; ++t)
+    #pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 * U <= d; j += 8 * U) {
+    __m256 w[U];
+    #pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) w[u] = weights.chunk(j + 8 * u);
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+      #pragma GCC unroll 8
+      for (int u = 0; u < U; ++u)
+        acc[t][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * d + j + 8 * u), w[u], acc[t][u]);
+  }
+  for (; j + 8 <= d; j += 8) {
+    const __m256 w = weights.chunk(j);
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * d + j), w, acc[t][0]);
+  }
+  float tail[T] = {};
+  for (; j < d; ++j) {
+    const float w = weights.one(j);
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) tail[t] += x[t * d + j] * w;
+  }
+  #pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    #pragma GCC unroll 8
+    for (int u = 1; u < U; ++u) acc[t][0] = _mm256_add_ps(acc[t][0], acc[t][u]);
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t][0]), _mm256_extractf128_ps(acc[t][0], 1));
+    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    out[t] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q))) + tail[t];
+  }
+}
+
+template <DType DT>
+struct MaskedWeights {
+  const void* w;
+  const uint8_t* mask;
+  inline __m256 chunk(int64_t j) { return _mm256_and_ps(load8<DT>(w, j), mask8(mask + j)); }
+  inline float one(int64_t j) { return mask[j] ? load_as_float(w, DT, j) : 0.0f; }
+};
+
+template <DType DT>
+struct CompactWeights {
+  const uint32_t* bitmap;
+  const void* values;
+  int64_t k, n;  // n: values consumed so far
+  inline __m256 chunk(int64_t j) {
+    const uint32_t m = bitmap8(bitmap, j);
+    const __m256 v = _mm256_permutevar8x32_ps(load_packed8<DT>(values, n, k),
+                                              nibble_indices(kMaskTables.expand[m]));
+    n += __builtin_popcount(m);
+    return _mm256_and_ps(v, _mm256_castsi256_ps(lanes_of(m)));
+  }
+  inline float one(int64_t j) {
+    return bitmap[j >> 5] >> (j & 31) & 1u ? load_as_float(values, DT, n++) : 0.0f;
+  }
+};
+
+template <int T, class Weights>
+void dot_t(const float* x, int64_t d, float* out, Weights& w) {
+  constexpr int U = T == 1 ? 4 : T <= 4 ? 2 : 1;
+  dot_rows<T, U>(x, d, out, w);
+}
+
+template <class Weights>
+void dot_any_t(const float* x, int64_t T, int64_t d, float* out, Weights w) {
+  switch (T) {
+    case 1: return dot_t<1>(x, d, out, w);
+    case 2: return dot_t<2>(x, d, out, w);
+    case 3: return dot_t<3>(x, d, out, w);
+    case 4: return dot_t<4>(x, d, out, w);
+    case 5: return dot_t<5>(x, d, out, w);
+    case 6: return dot_t<6>(x, d, out, w);
+    case 7: return dot_t<7>(x, d, out, w);
+    default:  // callers cap T at 8; restart the weights for every group of 8 tokens
+      for (int64_t t0 = 0; t0 < T; t0 += 8) {
+        Weights fresh = w;
+        dot_t<8>(x + t0 * d, d, out + t0, fresh);
+      }
+  }
+}
+
+}  // namespace
+
+void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+               float* out) {
+  switch (dt) {
+    case DType::f32: return sumsq_of<DType::f32>(x, T, d, ld, keep, out);
+    case DType::f16: return sumsq_of<DType::f16>(x, T, d, ld, keep, out);
+    default: return sumsq_of<DType::bf16>(x, T, d, ld, keep, out);
+  }
+}
+
+void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out) {
+  int64_t j = 0;
+  if (dt == DType::f32) {
+    const float* src = static_cast<const float*>(w);
+    float* dst = static_cast<float*>(out);
+    for (; j + 8 <= d; j += 8) _mm256_storeu_ps(dst + j, _mm256_and_ps(_mm256_loadu_ps(src + j), mask8(mask + j)));
+    for (; j < d; ++j) dst[j] = mask[j] ? src[j] : 0.0f;
+    return;
+  }
+  const uint16_t* src = static_cast<const uint16_t*>(w);
+  uint16_t* dst = static_cast<uint16_t*>(out);
+  for (; j + 16 <= d; j += 16) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mask + j)));
+    const __m256i m = _mm256_cmpgt_epi16(b, _mm256_setzero_si256());
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm256_and_si256(v, m));
+  }
+  for (; j < d; ++j) dst[j] = mask[j] ? src[j] : uint16_t(0);
+}
+
+void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_t d, int64_t k,
+                    void* out) {
+  int64_t n = 0, j = 0;
+  for (; j + 8 <= d; j += 8) {
+    const uint32_t m = bitmap8(bitmap, j);
+    const __m256i idx = nibble_indices(kMaskTables.expand[m]), keep = lanes_of(m);
+    if (dt == DType::f32) {
+      const __m256 v = _mm256_permutevar8x32_ps(load_packed8<DType::f32>(values, n, k), idx);
+      _mm256_storeu_ps(static_cast<float*>(out) + j, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
+    } else {
+      const __m256i wide = widen8_u16(load_packed_u16x8(static_cast<const uint16_t*>(values), n, k));
+      const __m256i v = _mm256_and_si256(_mm256_permutevar8x32_epi32(wide, idx), keep);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + j), narrow8_u16(v));
+    }
+    n += __builtin_popcount(m);
+  }
+  const int64_t es = dtype_size(dt);
+  for (; j < d; ++j) {
+    char* dst = static_cast<char*>(out) + es * j;
+    if (bitmap[j >> 5] >> (j & 31) & 1u) std::memcpy(dst, static_cast<const char*>(values) + es * n++, es);
+    else std::memset(dst, 0, es);
+  }
+}
+
+void masked_dot(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
+                int64_t d, float* out) {
+  switch (dt) {
+    case DType::f32: return dot_any_t(x, T, d, out, MaskedWeights<DType::f32>{w, mask});
+    case DType::f16: return dot_any_t(x, T, d, out, MaskedWeights<DType::f16>{w, mask});
+    default: return dot_any_t(x, T, d, out, MaskedWeights<DType::bf16>{w, mask});
+  }
+}
+
+void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* values, DType dt,
+                int64_t d, int64_t k, float* out) {
+  switch (dt) {
+    case DType::f32: return dot_any_t(x, T, d, out, CompactWeights<DType::f32>{bitmap, values, k, 0});
+    case DType::f16: return dot_any_t(x, T, d, out, CompactWeights<DType::f16>{bitmap, values, k, 0});
+    default: return dot_any_t(x, T, d, out, CompactWeights<DType::bf16>{bitmap, values, k, 0});
+  }
+}
+
+}  // namespace mumoe::cpu::avx2

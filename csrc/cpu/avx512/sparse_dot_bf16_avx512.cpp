@@ -1,0 +1,77 @@
+// bf16 sparse_dot for CPUs that also have AVX512-VBMI2 and AVX512-BF16 (Zen 4, Sapphire Rapids):
+// vpexpandw spreads 32 packed values by one bitmap word and vdpbf16ps multiplies them with the
+// tokens in bf16 (exact: sparse_linear's x is bf16 when the values are). Only these functions are
+// compiled for the extra extensions; linear_avx512.cpp calls them after checking cpu_features().
+#include "cpu/avx512/simd_avx512.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512vbmi2,avx512bf16")
+
+namespace mumoe::cpu::avx512 {
+namespace {
+
+// 32 token values x[j..j+32) as bf16 pairs (lanes outside `valid` zero).
+inline __m512bh tokens32(const float* x, __mmask32 valid) {
+  const __m512 lo = _mm512_maskz_loadu_ps(__mmask16(valid), x);
+  const __m512 hi = _mm512_maskz_loadu_ps(__mmask16(valid >> 16), x + 16);
+  return _mm512_cvtne2ps_pbh(hi, lo);
+}
+
+inline __mmask32 lanes32(int64_t n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
+
+// The 32 columns j..j+32 of the row as bf16 (zero where pruned), consuming values[n..].
+inline __m512bh weights32(const uint32_t* bitmap, const uint16_t* values, int64_t j, __mmask32 valid,
+                          int64_t k, int64_t& n) {
+  const __mmask32 m = bitmap[j >> 5] & valid;
+  const int c = __builtin_popcount(m);
+  const __m512i packed = n + 32 <= k ? _mm512_loadu_si512(values + n)
+                                     : _mm512_maskz_loadu_epi16(lanes32(c), values + n);
+  n += c;
+  return (__m512bh)_mm512_maskz_expand_epi16(m, packed);
+}
+
+// Two accumulators per token hide the latency of vdpbf16ps.
+template <int T>
+void dot_bf16(const float* x, const uint32_t* bitmap, const uint16_t* values, int64_t d, int64_t k,
+              float* out) {
+  __m512 acc0[T], acc1[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
+  int64_t n = 0, j = 0;
+  for (; j + 64 <= d; j += 64) {
+    const __m512bh w0 = weights32(bitmap, values, j, ~__mmask32(0), k, n);
+    const __m512bh w1 = weights32(bitmap, values, j + 32, ~__mmask32(0), k, n);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, tokens32(x + t * d + j, ~__mmask32(0)));
+      acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, tokens32(x + t * d + j + 32, ~__mmask32(0)));
+    }
+  }
+  for (; j < d; j += 32) {
+    const __mmask32 valid = lanes32(d - j);
+    const __m512bh w = weights32(bitmap, values, j, valid, k, n);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc0[t] = _mm512_dpbf16_ps(acc0[t], w, tokens32(x + t * d + j, valid));
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+}
+
+}  // namespace
+
+void sparse_dot_bf16_vbmi2(const float* x, int64_t T, const uint32_t* bitmap, const uint16_t* values,
+                           int64_t d, int64_t k, float* out) {
+  for (int64_t t0 = 0; t0 < T; t0 += 4) {
+    const float* xs = x + t0 * d;
+    switch (T - t0) {
+      case 1: dot_bf16<1>(xs, bitmap, values, d, k, out + t0); break;
+      case 2: dot_bf16<2>(xs, bitmap, values, d, k, out + t0); break;
+      case 3: dot_bf16<3>(xs, bitmap, values, d, k, out + t0); break;
+      default: dot_bf16<4>(xs, bitmap, values, d, k, out + t0); break;
+    }
+  }
+}
+
+}  // namespace mumoe::cpu::avx512
+
+#pragma GCC pop_options

@@ -1,0 +1,146 @@
+// Standalone check of one CPU kernel table against the scalar one (no torch). Run the NEON table
+// under qemu from an x86 machine:
+//   aarch64-linux-gnu-g++ -std=c++20 -O2 -static -DMUMOE_HAVE_neon -DTABLE=kNeonKernels -I csrc csrc/cpu/tests/table_vs_scalar.cpp csrc/cpu/scalar/*.cpp csrc/cpu/neon/*.cpp -o /tmp/tvs && qemu-aarch64-static /tmp/tvs
+// Natively for x86 tables: compile csrc/cpu/avx512/*.cpp (or avx2/) to objects with that folder's
+// -m flags (CMakeLists.txt), then g++ -std=c++20 -O2 -DMUMOE_HAVE_avx512 -DTABLE=kAvx512Kernels
+// -I csrc this file csrc/cpu/scalar/*.cpp csrc/cpu/cpu_features.cpp the objects.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "cpu/kernels.h"
+
+using namespace mumoe::cpu;
+
+namespace {
+
+uint64_t rng_state = 88172645463325252ull;
+uint32_t rnd() {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return uint32_t(rng_state >> 16);
+}
+float frand() { return float(rnd() % 1000000) / 1000000.0f; }
+
+int failures = 0;
+void fail(const char* what, int dt, int64_t d, int kind) {
+  if (++failures < 20) std::printf("FAIL %s dtype=%d d=%lld kind=%d\n", what, dt, (long long)d, kind);
+}
+
+// A weight row of `kind`: 0 random, 1 few distinct values, 2 all equal, 3 zeros, 4 -0.0 / 0 mix.
+void make_row(DType dt, int kind, int64_t d, std::vector<uint8_t>& w) {
+  const int es = dt == DType::f32 ? 4 : 2;
+  w.assign(es * d, 0);
+  for (int64_t j = 0; j < d; ++j) {
+    uint32_t f32bits;
+    float v = 0.0f;
+    switch (kind) {
+      case 0: v = (frand() - 0.5f) * 8.0f; break;
+      case 1: v = float(int(rnd() % 7) - 3) * 0.5f; break;
+      case 2: v = 1.0f; break;
+      case 3: v = 0.0f; break;
+      default: v = (j % 2) ? -0.0f : (frand() - 0.5f); break;
+    }
+    std::memcpy(&f32bits, &v, 4);
+    if (dt == DType::f32) {
+      std::memcpy(&w[4 * j], &f32bits, 4);
+    } else if (dt == DType::bf16) {
+      const uint16_t h = uint16_t(f32bits >> 16);
+      std::memcpy(&w[2 * j], &h, 2);
+    } else {  // f16 by truncation (all values here are small and normal or zero)
+      const uint32_t sign = (f32bits >> 16) & 0x8000u;
+      const int exp = int((f32bits >> 23) & 0xff) - 127 + 15;
+      uint16_t h = uint16_t(sign);
+      if ((f32bits & 0x7fffffffu) != 0 && exp > 0) h |= uint16_t(exp << 10 | ((f32bits >> 13) & 0x3ffu));
+      std::memcpy(&w[2 * j], &h, 2);
+    }
+  }
+}
+
+float bf16_exact(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  b &= 0xffff0000u;
+  std::memcpy(&v, &b, 4);
+  return v;
+}
+
+bool close(float a, float b) { return std::fabs(a - b) <= 1e-3f * (1.0f + std::fabs(b)); }
+
+void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int64_t d) {
+  const int es = dt == DType::f32 ? 4 : 2;
+  std::vector<uint8_t> w;
+  make_row(dt, kind, d, w);
+  std::vector<float> norms(d);
+  for (int64_t j = 0; j < d; ++j) norms[j] = (kind == 4 && j % 3 == 0) ? 0.0f : frand() * 2.0f;
+  std::vector<uint32_t> keys(d), keys_s(d), scratch(d + 16);
+  K.row_scores(w.data(), dt, norms.data(), d, keys.data());
+  S.row_scores(w.data(), dt, norms.data(), d, keys_s.data());
+  if (keys != keys_s) fail("row_scores", int(dt), d, kind);
+  for (int64_t k : {int64_t(1), d / 5 + 1, d / 2 + 1, d - d / 5, d}) {
+    if (k < 1 || k > d) continue;
+    // A random hint (right or wrong) must never change the result.
+    const RowThreshold th = K.row_select(keys.data(), d, k, (rnd() & 1) ? kNoHint : keys[rnd() % d], scratch.data());
+    const RowThreshold ts = S.row_select(keys.data(), d, k, kNoHint, scratch.data());
+    if (th.tau != ts.tau || th.ties_kept != ts.ties_kept) { fail("row_select", int(dt), d, kind); continue; }
+    std::vector<uint8_t> mask(d), mask_s(d), pruned(es * d), pruned_s(es * d);
+    K.emit_mask(keys.data(), d, th, mask.data());
+    S.emit_mask(keys.data(), d, ts, mask_s.data());
+    if (mask != mask_s) fail("emit_mask", int(dt), d, kind);
+    K.emit_pruned(w.data(), dt, keys.data(), d, th, pruned.data());
+    S.emit_pruned(w.data(), dt, keys.data(), d, ts, pruned_s.data());
+    if (pruned != pruned_s) fail("emit_pruned", int(dt), d, kind);
+    K.apply_mask(w.data(), dt, mask_s.data(), d, pruned.data());
+    if (pruned != pruned_s) fail("apply_mask", int(dt), d, kind);
+    const int64_t words = (d + 31) / 32;
+    // Guard zones after the row's outputs catch writes past k values.
+    std::vector<uint32_t> bm(words + 4, 0xdeadbeef), bm_s(words + 4, 0xdeadbeef);
+    std::vector<uint8_t> vals(es * (k + 8), 0xab), vals_s(es * (k + 8), 0xab);
+    K.emit_compact(w.data(), dt, keys.data(), d, th, k, bm.data(), vals.data());
+    S.emit_compact(w.data(), dt, keys.data(), d, ts, k, bm_s.data(), vals_s.data());
+    if (bm != bm_s || vals != vals_s) fail("emit_compact", int(dt), d, kind);
+    std::vector<uint8_t> dense(es * d, 0x55);
+    K.expand_compact(bm_s.data(), vals_s.data(), dt, d, k, dense.data());
+    if (dense != pruned_s) fail("expand_compact", int(dt), d, kind);
+    for (int64_t T = 1; T <= 8; ++T) {
+      std::vector<float> x(T * d), out(T), out_s(T), out2(T);
+      for (float& v : x) {  // tokens have the weights' dtype (sparse_linear requires it)
+        v = frand() - 0.5f;
+        if (dt == DType::bf16) v = bf16_exact(v);
+      }
+      K.masked_dot(x.data(), T, w.data(), dt, mask_s.data(), d, out.data());
+      S.masked_dot(x.data(), T, w.data(), dt, mask_s.data(), d, out_s.data());
+      K.sparse_dot(x.data(), T, bm_s.data(), vals_s.data(), dt, d, k, out2.data());
+      for (int64_t t = 0; t < T; ++t) {
+        if (!close(out[t], out_s[t])) fail("masked_dot", int(dt), d, kind);
+        if (!close(out2[t], out_s[t])) fail("sparse_dot", int(dt), d, kind);
+      }
+    }
+  }
+  // col_sumsq over a few token rows of this row's values, with one token masked out.
+  const int64_t T = 5;
+  std::vector<uint8_t> xs(es * T * d);
+  for (int64_t t = 0; t < T; ++t) std::memcpy(&xs[es * t * d], w.data(), es * d);
+  const uint8_t keep[T] = {1, 0, 1, 1, 1};
+  std::vector<float> ss(d, 0.0f), ss_s(d, 0.0f);
+  K.col_sumsq(xs.data(), dt, T, d, d, keep, ss.data());
+  S.col_sumsq(xs.data(), dt, T, d, d, keep, ss_s.data());
+  for (int64_t j = 0; j < d; ++j)
+    if (!close(ss[j], ss_s[j])) { fail("col_sumsq", int(dt), d, kind); break; }
+}
+
+}  // namespace
+
+int main() {
+  const CpuKernels& K = TABLE;
+  const CpuKernels& S = kScalarKernels;
+  int rows = 0;
+  for (DType dt : {DType::f32, DType::f16, DType::bf16})
+    for (int64_t d : {1, 3, 7, 16, 33, 37, 100, 1000, 1031, 4096})
+      for (int kind = 0; kind < 5; ++kind)
+        for (int rep = 0; rep < 2; ++rep, ++rows) check_row(K, S, dt, kind, d);
+  std::printf("%s vs scalar: %d rows, %d failures\n", K.isa, rows, failures);
+  return failures != 0;
+}
