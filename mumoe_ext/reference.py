@@ -25,7 +25,10 @@ def col_norms(x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> to
     xf = x.float()
     if mask is not None:
         xf = torch.where(mask.unsqueeze(-1), xf, torch.zeros((), dtype=xf.dtype, device=xf.device))
-    return xf.square().sum(dim=-2).sqrt()
+    norms = xf.square().sum(dim=-2).sqrt()
+    if not bool(torch.isfinite(norms).all()):
+        raise ValueError("col_norms: x contains NaN or Inf (or values whose squares overflow float32)")
+    return norms
 
 
 def wanda_scores(weight: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,7 @@ Selection prepare_selection(const char* op, const at::Tensor& weight_, const at:
   s.B = s.norms.dim() == 2 ? s.norms.size(0) : 1;
   check_int_range(op, "d_in", s.d);
   check_int_range(op, "B*d_out", s.B * s.d_out);
-  check_norms_finite(op, s.norms);
+  check_norms_valid(op, s.norms);
   return s;
 }
 

@@ -1,0 +1,132 @@
+"""Choosing the CPU instruction-set path: MUMOE_CPU_ISA at import (in a fresh interpreter),
+set_cpu_isa / the cpu_isa context manager at run time; an unusable path is a clear error, never
+an illegal instruction."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import mumoe_ext
+from helpers_ops import assert_linear_close
+
+ROOT = pathlib.Path(mumoe_ext.__file__).resolve().parent.parent
+ALL_PATHS = ["scalar", "avx2", "avx512", "neon"]
+
+# One fresh interpreter imports torch once, then forks a child per MUMOE_CPU_ISA value; each child
+# imports mumoe_ext with that value and runs one op. A signal (SIGILL) shows up as "signal".
+DRIVER = """
+import json, os, sys
+import torch
+results = {}
+for value in json.loads(sys.argv[1]):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.environ["MUMOE_CPU_ISA"] = value
+        try:
+            import mumoe_ext
+            from mumoe_ext import reference
+            w_, n_ = torch.randn(5, 37), torch.rand(37)
+            assert torch.equal(mumoe_ext.wanda_mask(w_, n_, 0.5), reference.wanda_mask(w_, n_, 0.5))
+            msg, code = "ISA " + mumoe_ext.build_info()["cpu_isa"], 0
+        except BaseException as e:
+            msg, code = f"{type(e).__name__}: {e}", 1
+        os.write(w, msg.encode())
+        os._exit(code)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    results[value] = {"msg": b"".join(chunks).decode(),
+                      "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                      "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}
+print(json.dumps(results))
+"""
+ENV_VALUES = [*ALL_PATHS, "bogus", "AVX512", ""]
+
+
+@pytest.fixture(scope="module")
+def imports_with_env():
+    env = {k: v for k, v in os.environ.items() if k != "MUMOE_CPU_ISA"}
+    env["PYTHONPATH"] = str(ROOT)
+    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(ENV_VALUES)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_env_scalar_forces_the_scalar_path(imports_with_env):
+    assert imports_with_env["scalar"] == {"msg": "ISA scalar", "exit": 0, "signal": None}
+
+
+@pytest.mark.parametrize("name", ALL_PATHS)
+def test_env_every_path_works_or_fails_cleanly(name, imports_with_env):
+    # A path this CPU/build lacks (neon on x86, avx512 on an AVX2-only CPU) must raise at import.
+    got = imports_with_env[name]
+    assert got["signal"] is None, got
+    if name in mumoe_ext.build_info()["cpu_isas"]:
+        assert got == {"msg": f"ISA {name}", "exit": 0, "signal": None}
+    else:
+        assert got["exit"] == 1 and got["msg"].startswith("ImportError"), got
+        assert f"MUMOE_CPU_ISA={name}" in got["msg"], got
+
+
+@pytest.mark.parametrize("value", ["bogus", "AVX512"])
+def test_env_bogus_name_is_an_import_error(value, imports_with_env):
+    got = imports_with_env[value]
+    assert got["exit"] == 1 and got["signal"] is None, got
+    assert got["msg"].startswith("ImportError") and f"MUMOE_CPU_ISA={value}" in got["msg"], got
+
+
+def test_env_empty_means_best(imports_with_env):
+    assert imports_with_env[""]["msg"] == f"ISA {mumoe_ext.build_info()['cpu_isas'][0]}"
+
+
+def test_best_path_is_the_default_and_listed():
+    info = mumoe_ext.build_info()
+    assert info["cpu_isas"][-1] == "scalar"
+    if os.environ.get("MUMOE_CPU_ISA", "") == "":
+        assert info["cpu_isa"] == info["cpu_isas"][0]
+
+
+@pytest.mark.parametrize("name", ["bogus", "neon", "AVX2", *[p for p in ALL_PATHS if p not in
+                                                                mumoe_ext.build_info()["cpu_isas"]]])
+def test_set_cpu_isa_refuses_unusable_paths(name):
+    before = mumoe_ext.build_info()["cpu_isa"]
+    if name in mumoe_ext.build_info()["cpu_isas"]:
+        pytest.skip(f"{name} is usable here")
+    with pytest.raises(ValueError, match=f"MUMOE_CPU_ISA={name}"):
+        mumoe_ext.set_cpu_isa(name)
+    assert mumoe_ext.build_info()["cpu_isa"] == before
+
+
+def test_cpu_isa_context_manager_restores_even_on_error():
+    before = mumoe_ext.build_info()["cpu_isa"]
+    with pytest.raises(RuntimeError, match="boom"):
+        with mumoe_ext.cpu_isa("scalar"):
+            assert mumoe_ext.build_info()["cpu_isa"] == "scalar"
+            raise RuntimeError("boom")
+    assert mumoe_ext.build_info()["cpu_isa"] == before
+
+
+def test_every_path_gives_the_same_mask_and_product():
+    # One cross-path check in a single process (the parametrized suites compare each to the reference).
+    w = torch.randn(33, 1000).to(torch.bfloat16)
+    n = torch.rand(2, 1000)
+    x = torch.randn(2, 3, 1000).to(torch.bfloat16)
+    masks, products = {}, {}
+    for isa in mumoe_ext.build_info()["cpu_isas"]:
+        with mumoe_ext.cpu_isa(isa):
+            masks[isa] = mumoe_ext.wanda_mask(w, n, 0.5)
+            products[isa] = mumoe_ext.masked_linear(x, w, masks[isa])
+    first = next(iter(masks.values()))
+    for isa in masks:
+        assert torch.equal(masks[isa], first), isa
+        assert_linear_close(products[isa], products["scalar"], x, torch.where(first, w, 0).to(w.dtype))
