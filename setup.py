@@ -110,7 +110,8 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "tqdm"],
     extras_require={"hf": ["transformers", "accelerate", "gguf"],
-                    "test": ["pytest", "pytest-benchmark"]},
+                    "test": ["pytest", "pytest-benchmark", "pillow"],
+                    "bench": ["pytest-benchmark", "matplotlib"]},
     entry_points={"console_scripts": ["mumoe = mumoe_ext.cli:main"]},
     zip_safe=False,
 )
