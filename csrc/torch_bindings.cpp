@@ -12,8 +12,9 @@ TORCH_LIBRARY(mumoe, m) {
   // bool mask keeping the k largest |W_ij|*n_j of every row (ties to the lower column index);
   // norms (B, d_in) give a (B, d_out, d_in) mask.
   m.def("wanda_mask(Tensor weight, Tensor norms, int k) -> Tensor");
-  // the weight with everything outside that mask zeroed, written straight from the selection.
-  m.def("wanda_prune(Tensor weight, Tensor norms, int k) -> Tensor");
+  // the weight with everything outside that mask zeroed, written straight from the selection;
+  // check_norms=False skips re-validating norms that col_norms already checked (one sync less).
+  m.def("wanda_prune(Tensor weight, Tensor norms, int k, bool check_norms=True) -> Tensor");
   // the same selection as a RowSparse: (int32 bitmap (.., d_out, ceil(d_in/32)), values (.., d_out, k)).
   m.def("prune_rows(Tensor weight, Tensor norms, int k) -> (Tensor, Tensor)");
   // x @ (weight * mask).T + bias; a (B, d_out, d_in) mask applies per sample of x (B, T, d_in).

@@ -16,11 +16,12 @@ at::Tensor call_col_norms(const at::Tensor& x, const std::optional<at::Tensor>& 
   return op.call(x, am);
 }
 
-at::Tensor call_wanda_prune(const at::Tensor& w, const at::Tensor& norms, int64_t k) {
+// col_norms has already refused non-finite norms, and they are non-negative by construction.
+at::Tensor call_wanda_prune_unchecked(const at::Tensor& w, const at::Tensor& norms, int64_t k) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mumoe::wanda_prune", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t)>();
-  return op.call(w, norms, k);
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, bool)>();
+  return op.call(w, norms, k, false);
 }
 
 at::Tensor wanda_linear(const at::Tensor& x, const at::Tensor& weight,
@@ -34,7 +35,7 @@ at::Tensor wanda_linear(const at::Tensor& x, const at::Tensor& weight,
                     weight.size(1), "], got ", k);
   const at::Tensor norms = call_col_norms(x, attention_mask);  // raises on NaN/Inf activations
   if (k == weight.size(1)) return at::linear(x, weight, bias);
-  const at::Tensor pruned = call_wanda_prune(weight, norms, k);
+  const at::Tensor pruned = call_wanda_prune_unchecked(weight, norms, k);
   if (pruned.dim() == 2) return at::linear(x, pruned, bias);
   if (bias) return at::baddbmm(bias->expand({x.size(0), x.size(1), weight.size(0)}), x, pruned.transpose(1, 2));
   return at::bmm(x, pruned.transpose(1, 2));

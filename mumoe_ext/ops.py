@@ -113,7 +113,7 @@ def _(weight, norms, k):
 
 
 @torch.library.register_fake("mumoe::wanda_prune")
-def _(weight, norms, k):
+def _(weight, norms, k, check_norms=True):
     return weight.new_empty((*_batch(norms), *weight.shape))
 
 

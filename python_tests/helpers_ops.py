@@ -48,8 +48,9 @@ def on_backend(backend):
 
 
 def keep_count(d_in: int, density: float) -> int:
-    """DESIGN §1, written out again here rather than imported: k = d_in - floor(d_in*(1-density))."""
-    return d_in - math.floor(d_in * (1.0 - density))
+    """DESIGN §1, written out again here rather than imported: k = d_in - floor(d_in*(1-density)),
+    with 1 - density taken as the decimal Wanda's sparsity_ratio would be (docs/design.md)."""
+    return d_in - math.floor(d_in * round(1.0 - density, 12))
 
 
 def lead(batch) -> tuple:

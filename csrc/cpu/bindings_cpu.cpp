@@ -125,10 +125,11 @@ at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, i
   return out;
 }
 
-at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
+at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k,
+                           bool check_norms) {
   check_weight_norms_k("wanda_prune", weight_, norms_, k);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
-  check_norms_valid("wanda_prune", norms);
+  if (check_norms) check_norms_valid("wanda_prune", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
   select_rows(weight, norms, k, Emit::pruned, &out, nullptr);
   return out;

@@ -68,13 +68,13 @@ struct Selection {
 };
 
 Selection prepare_selection(const char* op, const at::Tensor& weight_, const at::Tensor& norms_,
-                            int64_t k) {
+                            int64_t k, bool check_norms = true) {
   check_weight_norms_k(op, weight_, norms_, k);
   Selection s{weight_.contiguous(), norms_.contiguous(), 0, weight_.size(0), weight_.size(1)};
   s.B = s.norms.dim() == 2 ? s.norms.size(0) : 1;
   check_int_range(op, "d_in", s.d);
   check_int_range(op, "B*d_out", s.B * s.d_out);
-  check_norms_valid(op, s.norms);
+  if (check_norms) check_norms_valid(op, s.norms);
   return s;
 }
 
@@ -93,8 +93,9 @@ at::Tensor wanda_mask_cuda(const at::Tensor& weight, const at::Tensor& norms, in
   return out;
 }
 
-at::Tensor wanda_prune_cuda(const at::Tensor& weight, const at::Tensor& norms, int64_t k) {
-  const Selection s = prepare_selection("wanda_prune", weight, norms, k);
+at::Tensor wanda_prune_cuda(const at::Tensor& weight, const at::Tensor& norms, int64_t k,
+                            bool check_norms) {
+  const Selection s = prepare_selection("wanda_prune", weight, norms, k, check_norms);
   const c10::cuda::CUDAGuard guard(s.weight.device());
   at::Tensor out = at::empty(batch_shape(s.norms, {s.d_out, s.d}), s.weight.options());
   run_selection(s, Emit::pruned, k, out, nullptr);
