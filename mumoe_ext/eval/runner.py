@@ -1,0 +1,86 @@
+"""The main job: methods × calibration sets × densities × datasets → perplexity records."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ..models import load_model, restore, sparsify
+from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
+from .perplexity import perplexity
+
+OFFLINE = ("wanda", "sparsegpt")
+
+
+def plan(methods, densities, calibs, sparsegpt_calibs=None):
+    """[(method, calib, density)] in table order, dense first."""
+    jobs = [("dense", None, 1.0)] if "dense" in methods else []
+    for method in methods:
+        if method == "dense":
+            continue
+        for calib in ((sparsegpt_calibs or calibs) if method == "sparsegpt"
+                      else calibs if method in OFFLINE else [None]):
+            jobs += [(method, calib, d) for d in densities]
+    return jobs
+
+
+def _save(records, out):
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(records, f, indent=1)
+        os.replace(tmp, out)
+
+
+def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: int = 512,
+             max_windows: int | None = None, nsamples: int = 128, modes=("window",), seed: int = 0,
+             data_dir: str | None = None, sparsegpt_calibs=None, out: str | None = None,
+             progress: bool = True, model=None, tokenizer=None, dtype="float32",
+             log=tqdm.write) -> list:
+    """Runs the grid and returns JSON-ready records (also written to `out` after every job)."""
+    if model is None:
+        model, tokenizer = load_model(model_name, getattr(torch, dtype) if isinstance(dtype, str)
+                                      else dtype)
+    if tokenizer is None:
+        raise ValueError("tokenizer is required when a model object is passed")
+    streams = {}
+    for name in datasets:
+        ids, source = eval_tokens(name, tokenizer, seqlen, data_dir)
+        streams[name] = (ids, source)
+        log(f"{dataset_label(name)}: {ids.numel()} tokens from {source}")
+    calib_cache = {}
+    records = []
+    for method, calib, density in tqdm(plan(methods, densities, calibs, sparsegpt_calibs),
+                                       desc="jobs", disable=not progress):
+        start = time.time()
+        if calib is not None and calib not in calib_cache:
+            calib_cache[calib] = calibration_windows(calib, tokenizer, nsamples, seqlen, seed,
+                                                     data_dir=data_dir)
+        sparsify(model, method, density, calib=calib_cache.get(calib), nsamples=nsamples,
+                 seed=seed, progress=progress)
+        try:
+            for name, (ids, source) in streams.items():
+                result = perplexity(model, ids, seqlen, max_windows, modes,
+                                    prompt_dependent=(method == "mumoe"), progress=progress,
+                                    desc=f"{method} {density:g} {dataset_label(name)}")
+                for mode, (ppl, windows) in result.items():
+                    record = {"model": model_name, "method": method,
+                              "calib": dataset_label(calib) if calib else None,
+                              "density": density, "dataset": dataset_label(name), "mode": mode,
+                              "seqlen": seqlen, "windows": windows, "ppl": ppl,
+                              "nsamples": nsamples if calib else None, "source": source,
+                              "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+                    if name == "c4" and source.startswith("local"):
+                        record["note"] = C4_LOCAL_NOTE
+                    records.append(record)
+                    log(f"{method:9s} calib={record['calib'] or '-':9s} density={density:g} "
+                        f"{record['dataset']:9s} mode={mode:6s} ppl={ppl:.3f} ({windows} windows)")
+        finally:
+            restore(model)
+        log(f"{method} {calib or ''} {density:g}: {time.time() - start:.0f}s")
+        _save(records, out)
+    return records

@@ -1,0 +1,9 @@
+"""Model layer: sparsify a Hugging Face model five ways, undo it, load models."""
+from .adapters import Adapter, find_adapter
+from .loading import load_model
+from .mumoe_linear import MuMoELinear, PromptContext
+from .selection import select_linears
+from .sparsify import METHODS, restore, sparsify, sparsify_state
+
+__all__ = ["Adapter", "find_adapter", "load_model", "MuMoELinear", "PromptContext",
+           "select_linears", "METHODS", "restore", "sparsify", "sparsify_state"]

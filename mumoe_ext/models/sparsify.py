@@ -1,0 +1,160 @@
+"""`sparsify(model, method, density, ...)` prunes a Hugging Face model in place; `restore` undoes it.
+
+Methods: ``dense`` (no-op, still restorable), ``magnitude``, ``wanda`` and ``sparsegpt`` (offline,
+calibrated; they overwrite weights, the originals are kept on the CPU for `restore`) and
+``mumoe`` (online: selected linears become `MuMoELinear`s that re-prune per prompt).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .._checks import check_density
+from ..pruning.calibration import calibration_batches
+from ..pruning.magnitude import prune_magnitude
+from ..pruning.offline import OFFLINE_METHODS, prune_layers
+from .adapters import find_adapter
+from .mumoe_linear import MuMoELinear, PromptContext
+from .selection import select_linears
+
+METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "mumoe")
+STATE_ATTR = "_mumoe_sparsified"
+OFFLINE_OPTIONS = {"blocksize", "percdamp"}
+
+
+@dataclass
+class SparsifyState:
+    method: str
+    density: float
+    names: list
+    originals: dict = field(default_factory=dict)  # name -> CPU copy of the weight
+    swapped: dict = field(default_factory=dict)    # name -> the original nn.Linear
+    hooks: list = field(default_factory=list)
+    context: PromptContext | None = None
+
+
+def sparsify_state(model: nn.Module) -> SparsifyState | None:
+    return model.__dict__.get(STATE_ATTR)
+
+
+def _check_args(model, method, density, nsamples, opts):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_density(density, "sparsify")
+    if isinstance(nsamples, bool) or not isinstance(nsamples, int) or nsamples < 1:
+        raise ValueError(f"nsamples must be a positive int, got {nsamples!r}")
+    unknown = set(opts) - OFFLINE_OPTIONS
+    if unknown or (opts and method != "sparsegpt"):
+        raise TypeError(f"sparsify: unexpected options {sorted(opts)} for method {method!r} "
+                        f"(sparsegpt accepts {sorted(OFFLINE_OPTIONS)})")
+    if sparsify_state(model) is not None:
+        raise RuntimeError(f"model is already sparsified with "
+                           f"{sparsify_state(model).method!r}; call restore(model) first")
+
+
+def _layer_index(name: str, prefix: str) -> int | None:
+    if not name.startswith(prefix + "."):
+        return None
+    head = name[len(prefix) + 1:].split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir):
+    if calib is None:
+        raise ValueError("calib is required for offline methods: a dataset name (wikitext2, ptb, "
+                         "c4 or a text file path), a LongTensor (n, seqlen) or dicts of kwargs")
+    if isinstance(calib, str):
+        if tokenizer is None:
+            raise ValueError(f"tokenizer is required to calibrate on the dataset {calib!r}")
+        from ..eval.datasets import calibration_windows
+        if seqlen is None:
+            seqlen = min(int(getattr(model.config, "max_position_embeddings", 2048)), 2048)
+        return calibration_batches(calibration_windows(calib, tokenizer, nsamples, seqlen, seed,
+                                                       data_dir=data_dir))
+    if isinstance(calib, torch.Tensor):
+        return calibration_batches(calib[:nsamples])
+    return list(itertools.islice(calibration_batches(calib), nsamples))
+
+
+def _prune_offline(model, method, density, linears, batches, progress, opts):
+    adapter = find_adapter(model)
+    by_layer: dict[int, dict] = {}
+    for name, lin in linears.items():
+        i = _layer_index(name, adapter.layers_path)
+        if i is None:
+            raise ValueError(f"include: {name!r} is outside the decoder layers "
+                             f"{adapter.layers_path!r}; {method} only calibrates linears inside them")
+        by_layer.setdefault(i, {})[name] = lin
+    layers = adapter.layers(model)
+    last = max(by_layer)  # layers after the last pruned one need no calibration pass
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = False
+    try:
+        prune_layers(model, layers[:last + 1], method, density, batches,
+                     linears_of=lambda i, layer: by_layer.get(i, {}), progress=progress, **opts)
+    finally:
+        model.config.use_cache = use_cache
+
+
+def _swap_in_mumoe(model, linears, density, state):
+    state.context = PromptContext()
+    for name, lin in linears.items():
+        model.set_submodule(name, MuMoELinear(lin, density, state.context))
+        state.swapped[name] = lin
+    state.hooks.append(model.register_forward_pre_hook(state.context.pre_hook, with_kwargs=True))
+    state.hooks.append(model.register_forward_hook(state.context.post_hook))
+
+
+@torch.no_grad()
+def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamples: int = 128,
+             seqlen: int | None = None, seed: int = 0, include=None, exclude=None,
+             progress: bool = True, tokenizer=None, data_dir: str | None = None, **opts) -> nn.Module:
+    """Prune `model` in place with `method` keeping `density` of the weights; returns `model`.
+
+    calib (wanda, sparsegpt): a dataset name (``wikitext2``, ``ptb``, ``c4`` or a text file path;
+    needs `tokenizer`), a LongTensor (n, seqlen) of token windows, or an iterable of dicts of
+    model-forward kwargs (e.g. LLaVA batches with ``pixel_values``); at most `nsamples` are used.
+    include/exclude: glob patterns over module names (default: all linears of the decoder layers).
+    opts: ``blocksize`` (128) and ``percdamp`` (0.01) for sparsegpt.
+    """
+    _check_args(model, method, density, nsamples, opts)
+    linears = select_linears(model, include, exclude)
+    state = SparsifyState(method, float(density), list(linears))
+    if method in ("magnitude",) + OFFLINE_METHODS:
+        batches = (_calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir)
+                   if method in OFFLINE_METHODS else None)
+        state.originals = {n: lin.weight.detach().to("cpu", copy=True) for n, lin in linears.items()}
+        model.__dict__[STATE_ATTR] = state
+        try:
+            if method == "magnitude":
+                prune_magnitude(linears, density)
+            else:
+                _prune_offline(model, method, density, linears, batches, progress, opts)
+        except BaseException:
+            restore(model)
+            raise
+    else:
+        model.__dict__[STATE_ATTR] = state
+        if method == "mumoe":
+            _swap_in_mumoe(model, linears, density, state)
+    return model
+
+
+@torch.no_grad()
+def restore(model: nn.Module) -> nn.Module:
+    """Undo `sparsify`: original weights and modules back, hooks removed. No-op if not sparsified."""
+    state = model.__dict__.pop(STATE_ATTR, None)
+    if state is None:
+        return model
+    for handle in state.hooks:
+        handle.remove()
+    for name, linear in state.swapped.items():
+        model.set_submodule(name, linear)
+    for name, weight in state.originals.items():
+        model.get_submodule(name).weight.copy_(weight)
+    return model
