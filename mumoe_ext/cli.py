@@ -14,7 +14,7 @@ import sys
 
 from .models.sparsify import METHODS
 
-DEFAULTS = dict(model="smollm2-135m", methods="dense,magnitude,wanda,sparsegpt,mumoe",
+DEFAULTS = dict(model="smollm2-135m", methods="dense,magnitude,wanda,mumoe",
                 density="0.5", datasets="wikitext2,ptb,c4", calib="c4",
                 sparsegpt_calib="c4", seqlen=512, max_windows=4, nsamples=16, mode="window")
 
