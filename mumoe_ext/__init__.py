@@ -22,14 +22,15 @@ from .row_sparse import RowSparse
 __version__ = _C.version
 __all__ = ["col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear", "prune_rows",
            "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa", "sparsify",
-           "restore"]
+           "restore", "load_model", "MuMoELinear", "perplexity"]
 
-_MODEL_LAYER = {"sparsify", "restore"}
+# The model layer and the harness import transformers: load them on first use, not with the kernels.
+_LAZY = {"sparsify": "models", "restore": "models", "load_model": "models",
+         "MuMoELinear": "models", "perplexity": "eval"}
 
 
 def __getattr__(name):
-    # the model layer imports transformers: load it on first use, not with the kernels
-    if name in _MODEL_LAYER:
-        from . import models
-        return getattr(models, name)
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'mumoe_ext' has no attribute {name!r}")
