@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "op_common.h"
 #include "cpu/buffer_pool.h"
 #include "cpu/dispatch.h"
 #include "cpu/parallel_rows.h"
@@ -108,13 +109,6 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, E
   });
 }
 
-std::vector<int64_t> batch_shape(const at::Tensor& norms, std::initializer_list<int64_t> tail) {
-  std::vector<int64_t> s;
-  if (norms.dim() == 2) s.push_back(norms.size(0));
-  s.insert(s.end(), tail);
-  return s;
-}
-
 at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
   check_weight_norms_k("wanda_mask", weight_, norms_, k);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
@@ -172,19 +166,6 @@ at::Tensor small_t_linear(const at::Tensor& x, int64_t d_out, int64_t n_weights,
   return batched ? out : out.squeeze(0);
 }
 
-at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias) {
-  if (w.dim() == 2) return at::linear(x, w, bias);
-  at::Tensor y = at::matmul(x, w.transpose(-1, -2));
-  return bias ? y.add_(*bias) : y;
-}
-
-void check_per_sample(const char* op, const at::Tensor& x, const at::Tensor& w, const char* name) {
-  if (w.dim() == 3)
-    TORCH_CHECK_VALUE(x.dim() == 3 && x.size(0) == w.size(0), op, ": a batched ", name, " of ",
-                      w.size(0), " prompts needs x of shape (B, T, d_in) with B = ", w.size(0),
-                      ", got ", x.sizes());
-}
-
 at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& mask_,
                              const std::optional<at::Tensor>& bias) {
   check_float_tensor("masked_linear", "weight", weight_);
@@ -219,27 +200,8 @@ at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, co
 
 at::Tensor sparse_linear_cpu(const at::Tensor& x_, const at::Tensor& bitmap_, const at::Tensor& values_,
                              int64_t d_in, const std::optional<at::Tensor>& bias) {
-  check_float_tensor("sparse_linear", "values", values_);
-  TORCH_CHECK_TYPE(bitmap_.scalar_type() == at::kInt, "sparse_linear: bitmap must be int32, got ",
-                   bitmap_.scalar_type());
+  check_sparse_linear_args(x_, bitmap_, values_, d_in, bias);
   const int64_t words = (d_in + 31) / 32;
-  TORCH_CHECK_VALUE((values_.dim() == 2 || values_.dim() == 3) && bitmap_.dim() == values_.dim() &&
-                        bitmap_.sizes().slice(0, bitmap_.dim() - 1) ==
-                            values_.sizes().slice(0, values_.dim() - 1) &&
-                        bitmap_.size(-1) == words && values_.size(-1) <= d_in,
-                    "sparse_linear: bitmap ", bitmap_.sizes(), " and values ", values_.sizes(),
-                    " do not describe a RowSparse with d_in=", d_in);
-  check_float_tensor("sparse_linear", "x", x_);
-  TORCH_CHECK_VALUE(x_.dim() == 2 || x_.dim() == 3,
-                    "sparse_linear: x must be (T, d_in) or (B, T, d_in), got ", x_.sizes());
-  TORCH_CHECK_TYPE(x_.scalar_type() == values_.scalar_type(), "sparse_linear: the RowSparse has dtype ",
-                   values_.scalar_type(), " but x has dtype ", x_.scalar_type());
-  check_same_device("sparse_linear", x_, "x", values_, "values");
-  check_same_device("sparse_linear", x_, "x", bitmap_, "bitmap");
-  TORCH_CHECK_VALUE(x_.size(-1) == d_in, "sparse_linear: x has d_in=", x_.size(-1),
-                    " but the RowSparse has d_in=", d_in);
-  check_bias("sparse_linear", x_, bias, values_.size(-2));
-  check_per_sample("sparse_linear", x_, values_, "RowSparse");
   const at::Tensor bitmap = bitmap_.contiguous(), values = values_.contiguous();
   const int64_t d_out = values.size(-2), k = values.size(-1), es = values.element_size();
   const CpuKernels& K = kernels();

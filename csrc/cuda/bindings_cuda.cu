@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "op_common.h"
 #include "cuda/common.cuh"
 
 namespace mumoe::cuda {
@@ -52,13 +53,6 @@ at::Tensor col_norms_cuda(const at::Tensor& x_, const std::optional<at::Tensor>&
   TORCH_CHECK_VALUE(at::isfinite(out).all().item<bool>(),
                     "col_norms: x contains NaN or Inf (or values whose squares overflow float32)");
   return batched ? out : out.squeeze(0);
-}
-
-std::vector<int64_t> batch_shape(const at::Tensor& norms, std::initializer_list<int64_t> tail) {
-  std::vector<int64_t> s;
-  if (norms.dim() == 2) s.push_back(norms.size(0));
-  s.insert(s.end(), tail);
-  return s;
 }
 
 // The checked, contiguous inputs of the three selection ops.
@@ -113,19 +107,6 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cuda(const at::Tensor& weight, con
   return {bitmap, values};
 }
 
-at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias) {
-  if (w.dim() == 2) return at::linear(x, w, bias);
-  at::Tensor y = at::matmul(x, w.transpose(-1, -2));
-  return bias ? y.add_(*bias) : y;
-}
-
-void check_per_sample(const char* op, const at::Tensor& x, const at::Tensor& w, const char* name) {
-  if (w.dim() == 3)
-    TORCH_CHECK_VALUE(x.dim() == 3 && x.size(0) == w.size(0), op, ": a batched ", name, " of ",
-                      w.size(0), " prompts needs x of shape (B, T, d_in) with B = ", w.size(0),
-                      ", got ", x.sizes());
-}
-
 // Output (B, T, d_out) of a small-T kernel for x (B?, T, d_in), squeezed back for 2-D x.
 at::Tensor small_t_output(const at::Tensor& x, int64_t d_out) {
   return at::empty({x.dim() == 3 ? x.size(0) : 1, x.size(-2), d_out}, x.options());
@@ -163,27 +144,7 @@ at::Tensor masked_linear_cuda(const at::Tensor& x_, const at::Tensor& weight_, c
 
 at::Tensor sparse_linear_cuda(const at::Tensor& x_, const at::Tensor& bitmap_, const at::Tensor& values_,
                               int64_t d_in, const std::optional<at::Tensor>& bias_) {
-  check_float_tensor("sparse_linear", "values", values_);
-  TORCH_CHECK_TYPE(bitmap_.scalar_type() == at::kInt, "sparse_linear: bitmap must be int32, got ",
-                   bitmap_.scalar_type());
-  const int64_t words = (d_in + 31) / 32;
-  TORCH_CHECK_VALUE((values_.dim() == 2 || values_.dim() == 3) && bitmap_.dim() == values_.dim() &&
-                        bitmap_.sizes().slice(0, bitmap_.dim() - 1) ==
-                            values_.sizes().slice(0, values_.dim() - 1) &&
-                        bitmap_.size(-1) == words && values_.size(-1) <= d_in,
-                    "sparse_linear: bitmap ", bitmap_.sizes(), " and values ", values_.sizes(),
-                    " do not describe a RowSparse with d_in=", d_in);
-  check_float_tensor("sparse_linear", "x", x_);
-  TORCH_CHECK_VALUE(x_.dim() == 2 || x_.dim() == 3,
-                    "sparse_linear: x must be (T, d_in) or (B, T, d_in), got ", x_.sizes());
-  TORCH_CHECK_TYPE(x_.scalar_type() == values_.scalar_type(), "sparse_linear: the RowSparse has dtype ",
-                   values_.scalar_type(), " but x has dtype ", x_.scalar_type());
-  check_same_device("sparse_linear", x_, "x", values_, "values");
-  check_same_device("sparse_linear", x_, "x", bitmap_, "bitmap");
-  TORCH_CHECK_VALUE(x_.size(-1) == d_in, "sparse_linear: x has d_in=", x_.size(-1),
-                    " but the RowSparse has d_in=", d_in);
-  check_bias("sparse_linear", x_, bias_, values_.size(-2));
-  check_per_sample("sparse_linear", x_, values_, "RowSparse");
+  check_sparse_linear_args(x_, bitmap_, values_, d_in, bias_);
   check_int_range("sparse_linear", "d_in", d_in);
   const c10::cuda::CUDAGuard guard(x_.device());
   const at::Tensor bitmap = bitmap_.contiguous(), values = values_.contiguous();
