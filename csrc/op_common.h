@@ -1,5 +1,5 @@
 // Helpers shared by the CPU and CUDA bindings: output shapes, the vendor-GEMM fallback and the
-// RowSparse argument checks.
+// RowSparse and masked-linear argument checks.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -55,6 +55,21 @@ inline void check_sparse_linear_args(const at::Tensor& x, const at::Tensor& bitm
                     " but the RowSparse has d_in=", d_in);
   check_bias("sparse_linear", x, bias, values.size(-2));
   check_per_sample("sparse_linear", x, values, "RowSparse");
+}
+
+inline void check_masked_linear_args(const at::Tensor& x, const at::Tensor& weight,
+                                     const at::Tensor& mask, const std::optional<at::Tensor>& bias) {
+  check_float_tensor("masked_linear", "weight", weight);
+  TORCH_CHECK_VALUE(weight.dim() == 2, "masked_linear: weight must be (d_out, d_in)");
+  check_linear_args("masked_linear", x, weight, bias);
+  TORCH_CHECK_TYPE(mask.scalar_type() == at::kBool, "masked_linear: mask must be bool, got ",
+                   mask.scalar_type());
+  TORCH_CHECK_VALUE((mask.dim() == 2 || mask.dim() == 3) &&
+                        mask.sizes().slice(mask.dim() - 2) == weight.sizes(),
+                    "masked_linear: mask must be ", weight.sizes(), " or (B, ", weight.size(0), ", ",
+                    weight.size(1), "), got ", mask.sizes());
+  check_same_device("masked_linear", x, "x", mask, "mask");
+  check_per_sample("masked_linear", x, mask, "mask");
 }
 
 }  // namespace mumoe

@@ -168,16 +168,7 @@ at::Tensor small_t_linear(const at::Tensor& x, int64_t d_out, int64_t n_weights,
 
 at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& mask_,
                              const std::optional<at::Tensor>& bias) {
-  check_float_tensor("masked_linear", "weight", weight_);
-  TORCH_CHECK_VALUE(weight_.dim() == 2, "masked_linear: weight must be (d_out, d_in)");
-  check_linear_args("masked_linear", x_, weight_, bias);
-  TORCH_CHECK_TYPE(mask_.scalar_type() == at::kBool, "masked_linear: mask must be bool, got ",
-                   mask_.scalar_type());
-  TORCH_CHECK_VALUE((mask_.dim() == 2 || mask_.dim() == 3) &&
-                        mask_.sizes().slice(mask_.dim() - 2) == weight_.sizes(),
-                    "masked_linear: mask must be ", weight_.sizes(), " or (B, ", weight_.size(0), ", ",
-                    weight_.size(1), "), got ", mask_.sizes());
-  check_per_sample("masked_linear", x_, mask_, "mask");
+  check_masked_linear_args(x_, weight_, mask_, bias);
   const at::Tensor weight = weight_.contiguous(), mask = mask_.contiguous();
   const int64_t d_out = weight.size(0), d = weight.size(1), es = weight.element_size();
   const CpuKernels& K = kernels();
