@@ -1,5 +1,5 @@
 // Helpers shared by the CPU and CUDA bindings: output shapes, the vendor-GEMM fallback and the
-// RowSparse and masked-linear argument checks.
+// RowSparse, masked-linear and wanda_linear argument checks.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -70,6 +70,16 @@ inline void check_masked_linear_args(const at::Tensor& x, const at::Tensor& weig
                     weight.size(1), "), got ", mask.sizes());
   check_same_device("masked_linear", x, "x", mask, "mask");
   check_per_sample("masked_linear", x, mask, "mask");
+}
+
+inline void check_wanda_linear_args(const at::Tensor& x, const at::Tensor& weight,
+                                    const std::optional<at::Tensor>& bias, int64_t k) {
+  check_float_tensor("wanda_linear", "weight", weight);
+  TORCH_CHECK_VALUE(weight.dim() == 2, "wanda_linear: weight must be (d_out, d_in), got ",
+                    weight.sizes());
+  check_linear_args("wanda_linear", x, weight, bias);
+  TORCH_CHECK_VALUE(k >= 1 && k <= weight.size(1), "wanda_linear: k must be in [1, d_in=",
+                    weight.size(1), "], got ", k);
 }
 
 }  // namespace mumoe

@@ -1,6 +1,7 @@
 """masked_linear and wanda_linear vs the reference: small-T (own GEMV, T <= 8) and large-T (masked
 weight + vendor GEMM) paths, per-prompt masks for batches, bias, and density = 1 bit-identical to
-F.linear."""
+F.linear. The CPU wanda_linear has three paths (fused per row for T <= 8, blocks of rows for x up
+to 4 MiB, the composite above): test_wanda_linear_cpu_paths reaches each with several blocks."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,28 @@ def test_wanda_linear_equals_reference_twin_on_exact_norms(dtype, density, batch
     mask = reference.wanda_mask(w, reference.col_norms(x), density)
     with on_backend(backend) as dev:
         got = mumoe_ext.wanda_linear(*to(dev, x, w, b), density=density)
+    assert_linear_close(got, want, x, _masked(w, mask), b)
+
+
+# (batch, T, d_out, d_in): many rows fused per row; several blocks of rows (64 fp32 / 128 16-bit
+# rows per block at d_in = 4096), the last one short, with a mask per prompt; x over 4 MiB in every
+# dtype (the composite path).
+CPU_PATHS = [(None, 5, 150, 4096), (2, 20, 300, 4096), (None, 1100, 24, 2048)]
+CPU_PATH_IDS = ["fused-T5", "blocked-B2xT20", "composite-T1100"]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("batch,T,d_out,d_in", CPU_PATHS, ids=CPU_PATH_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_wanda_linear_cpu_paths(dtype, batch, T, d_out, d_in, backend):
+    x = _integer_x(batch, T, d_in, dtype)
+    w = make_weight(d_out, d_in, dtype)
+    b = torch.randn(d_out).to(dtype)
+    want = reference.wanda_linear(x, w, b, 0.5)
+    mask = reference.wanda_mask(w, reference.col_norms(x), 0.5)
+    with on_backend(backend):
+        got = mumoe_ext.wanda_linear(x, w, b, density=0.5)
+    assert got.shape == want.shape
     assert_linear_close(got, want, x, _masked(w, mask), b)
 
 

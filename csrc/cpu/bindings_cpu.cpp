@@ -11,6 +11,7 @@
 #include "cpu/buffer_pool.h"
 #include "cpu/dispatch.h"
 #include "cpu/parallel_rows.h"
+#include "cpu/row_selector.h"
 
 namespace mumoe::cpu {
 namespace {
@@ -18,19 +19,6 @@ namespace {
 // Up to this many tokens a product streams each weight row once through our own kernels; above
 // it the GEMM is compute-bound and the vendor BLAS wins on the masked/expanded dense weight.
 constexpr int64_t kSmallT = 8;
-
-DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return DType::f32;
-    case at::kHalf: return DType::f16;
-    default: return DType::bf16;
-  }
-}
-
-// Software prefetch of a byte range (past the end of a tensor is harmless: prefetches never fault).
-void prefetch_bytes(const void* p, int64_t n) {
-  for (int64_t off = 0; off < n; off += 64) __builtin_prefetch(static_cast<const char*>(p) + off);
-}
 
 const char* bytes(const at::Tensor& t) { return static_cast<const char*>(t.const_data_ptr()); }
 char* bytes_mut(at::Tensor& t) { return static_cast<char*>(t.mutable_data_ptr()); }
@@ -88,22 +76,16 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, E
   char* op = bytes_mut(*out);
   uint32_t* bp = bitmap ? reinterpret_cast<uint32_t*>(bitmap->mutable_data_ptr<int32_t>()) : nullptr;
   parallel_rows(B * d_out, 32, [&](int64_t s, int64_t e) {
-    thread_local std::vector<uint32_t> keys, scratch;  // one row's keys stay in L1/L2
-    keys.resize(d);
-    scratch.resize(d + 16);
-    uint32_t hint = kNoHint;  // rows of one weight have similar thresholds
+    RowSelector sel(d);
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
       const char* w = wp + es * i * d;
-      K.row_scores(w, dt, np + b * d, d, keys.data());
-      // The next row streams in from memory while this one is selected from L1.
-      if (r + 1 < e) prefetch_bytes(wp + es * ((r + 1) % d_out) * d, es * d);
-      const RowThreshold th = K.row_select(keys.data(), d, k, hint, scratch.data());
-      hint = th.tau;
+      const char* next = r + 1 < e ? wp + es * ((r + 1) % d_out) * d : nullptr;
+      const RowThreshold th = sel.select(K, w, dt, np + b * d, k, next);
       switch (emit) {
-        case Emit::mask: K.emit_mask(keys.data(), d, th, reinterpret_cast<uint8_t*>(op) + r * d); break;
-        case Emit::pruned: K.emit_pruned(w, dt, keys.data(), d, th, op + es * r * d); break;
-        case Emit::compact: K.emit_compact(w, dt, keys.data(), d, th, k, bp + r * words, op + es * r * k); break;
+        case Emit::mask: K.emit_mask(sel.keys(), d, th, reinterpret_cast<uint8_t*>(op) + r * d); break;
+        case Emit::pruned: K.emit_pruned(w, dt, sel.keys(), d, th, op + es * r * d, true); break;
+        case Emit::compact: K.emit_compact(w, dt, sel.keys(), d, th, k, bp + r * words, op + es * r * k); break;
       }
     }
   });

@@ -8,7 +8,7 @@
   void row_scores(const void*, DType, const float*, int64_t, uint32_t*);                          \
   RowThreshold row_select(const uint32_t*, int64_t, int64_t, uint32_t, uint32_t*);                \
   void emit_mask(const uint32_t*, int64_t, RowThreshold, uint8_t*);                               \
-  void emit_pruned(const void*, DType, const uint32_t*, int64_t, RowThreshold, void*);            \
+  void emit_pruned(const void*, DType, const uint32_t*, int64_t, RowThreshold, void*, bool);      \
   void emit_compact(const void*, DType, const uint32_t*, int64_t, RowThreshold, int64_t,          \
                     uint32_t*, void*);                                                            \
   void apply_mask(const void*, DType, const uint8_t*, int64_t, void*);                            \
@@ -17,8 +17,9 @@
   void sparse_dot(const float*, int64_t, const uint32_t*, const void*, DType, int64_t, int64_t,  \
                   float*);
 
-// The table of the kernels declared in namespace `ns`, named `name` for dispatch.
+// The table of the kernels declared in namespace `ns`, named `name` for dispatch (optional kernels
+// unset: a table that has them fills them in).
 #define MUMOE_CPU_KERNEL_TABLE(ns, name)                                                      \
   CpuKernels{name,          ns::col_sumsq,      ns::row_scores, ns::row_select, ns::emit_mask, \
              ns::emit_pruned, ns::emit_compact, ns::apply_mask, ns::expand_compact,            \
-             ns::masked_dot,  ns::sparse_dot}
+             ns::masked_dot,  ns::sparse_dot,     nullptr}

@@ -36,8 +36,9 @@ struct CpuKernels {
 
   // Outputs of a selected row.
   void (*emit_mask)(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask);
+  // `streaming`: out is read back from memory later, not from cache (non-temporal stores allowed).
   void (*emit_pruned)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                      void* out);
+                      void* out, bool streaming);
   // bitmap: ceil(d/32) words, bit j%32 of word j/32; values: the k kept weights in column order.
   // (k is passed to the compact-format kernels so vector code never touches the next row's values.)
   void (*emit_compact)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
@@ -49,13 +50,17 @@ struct CpuKernels {
   void (*expand_compact)(const uint32_t* bitmap, const void* values, DType dt, int64_t d, int64_t k,
                          void* out);
 
-  // Small-T products (T <= 8) of one weight row with T fp32 token rows x (T x d, contiguous; the
-  // tokens hold values of the weights' dtype: the AVX512-BF16 sparse_dot rounds them to bf16):
+  // Small-T products (T <= 8) of one weight row with T fp32 token rows x (T x d, contiguous):
   // out[t] = sum_j x[t*d + j] * w[j] * mask[j]   /   the same for a compact row.
   void (*masked_dot)(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
                      int64_t d, float* out);
   void (*sparse_dot)(const float* x, int64_t T, const uint32_t* bitmap, const void* values,
                      DType dt, int64_t d, int64_t k, float* out);
+
+  // Optional, null where the CPU lacks it: sparse_dot of bf16 values with the tokens still in bf16
+  // (T x d), so no row pays for converting them (AVX512-BF16 + VBMI2).
+  void (*sparse_dot_bf16)(const uint16_t* x, int64_t T, const uint32_t* bitmap,
+                          const uint16_t* values, int64_t d, int64_t k, float* out);
 };
 
 // Tables compiled into this build (null where the folder was not built).

@@ -99,12 +99,14 @@ inline uint32_t scan_top_bins(const uint32_t* h, int parts, uint32_t start, int6
   }
 }
 
-// The want-th largest of n candidate keys that agree on every bit above `low_bits` (1 <= want <= n).
-// Filters `cand` in place; small sets are finished by direct counting instead of more histograms.
-inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, int low_bits) {
-  uint32_t hist[256];
+// The want-th largest of n candidate keys, all in [base, base + 2^span_bits) (1 <= want <= n).
+// Filters `cand` in place: a 512-bin histogram of the offsets from `base` per round (one round is
+// usually enough for a bracket's candidates); small sets are finished by direct counting.
+inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, uint32_t base, int span_bits) {
+  constexpr int kDigit = 9;
+  uint32_t hist[1 << kDigit];
   for (;;) {
-    if (low_bits == 0) return RowThreshold{cand[0], want};
+    if (span_bits == 0) return RowThreshold{cand[0], want};
     if (n <= 32) {
       for (int64_t i = 0;; ++i) {
         int64_t gt = 0, eq = 0;
@@ -115,10 +117,10 @@ inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, int lo
         if (gt < want && want <= gt + eq) return RowThreshold{cand[i], want - gt};
       }
     }
-    const int width = low_bits < 8 ? low_bits : 8, sh = low_bits - width;
+    const int width = span_bits < kDigit ? span_bits : kDigit, sh = span_bits - width;
     const uint32_t nb = 1u << width;
     std::memset(hist, 0, sizeof(uint32_t) * nb);
-    for (int64_t i = 0; i < n; ++i) hist[(cand[i] >> sh) & (nb - 1)]++;
+    for (int64_t i = 0; i < n; ++i) hist[(cand[i] - base) >> sh]++;
     int64_t above = 0;
     uint32_t b = nb - 1;
     for (; above + hist[b] < want; --b) above += hist[b];
@@ -126,10 +128,11 @@ inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, int lo
     int64_t m = 0;
     for (int64_t i = 0; i < n; ++i) {  // branch-free: candidates are a random subset
       cand[m] = cand[i];
-      m += ((cand[i] >> sh) & (nb - 1)) == b;
+      m += ((cand[i] - base) >> sh) == b;
     }
     n = m;
-    low_bits = sh;
+    base += b << sh;
+    span_bits = sh;
   }
 }
 
@@ -184,9 +187,10 @@ inline BinBracket guess_bins(const uint32_t* keys, int64_t d, int64_t k) {
   }
 }
 
-// Bits below which the keys of bins lo..hi may differ (the argument `low_bits` of select_among).
-inline int bracket_low_bits(BinBracket r) {
-  return r.lo == r.hi ? kTopShift : kTopShift + 32 - __builtin_clz(r.lo ^ r.hi);
+// select_among of the keys in bins lo..hi: they lie in [lo << kTopShift, that + 2^span_bits).
+inline RowThreshold select_in_bins(uint32_t* cand, int64_t n, int64_t want, BinBracket r) {
+  const int span_bits = kTopShift + (r.hi == r.lo ? 0 : 32 - __builtin_clz(r.hi - r.lo));
+  return select_among(cand, n, want, r.lo << kTopShift, span_bits);
 }
 
 // Top-digit bins around the threshold `hint` of a similar row: one bin (1/8 octave) either side.
@@ -206,7 +210,7 @@ inline bool select_bracketed(const uint32_t* keys, int64_t d, int64_t k, uint32_
     int64_t above = 0;
     const int64_t n = pass(keys, d, r, scratch, &above);
     if (above >= k || k > above + n) return false;
-    *th = select_among(scratch, n, k - above, bracket_low_bits(r));
+    *th = select_in_bins(scratch, n, k - above, r);
     return true;
   };
   return (hint != kNoHint && attempt(bracket_near(hint))) || attempt(guess_bins(keys, d, k));
@@ -224,7 +228,7 @@ inline RowThreshold radix_select_scalar(const uint32_t* keys, int64_t d, int64_t
   int64_t m = 0;
   for (int64_t i = 0; i < d; ++i)
     if ((keys[i] >> kTopShift) == b) scratch[m++] = keys[i];
-  return select_among(scratch, m, k - above, kTopShift);
+  return select_in_bins(scratch, m, k - above, BinBracket{b, b});
 }
 
 }  // namespace

@@ -1,13 +1,8 @@
 // AVX-512 norm, masking and small-T product kernels. The compact format is read with vpexpandd
 // (register form) driven by the bitmap word, and popcount offsets into the packed values.
 #include "cpu/avx512/simd_avx512.h"
-#include "cpu/cpu_features.h"
 
 namespace mumoe::cpu::avx512 {
-
-// sparse_dot_bf16_avx512.cpp (needs AVX512-VBMI2 + AVX512-BF16 on top of this folder's set).
-void sparse_dot_bf16_vbmi2(const float* x, int64_t T, const uint32_t* bitmap, const uint16_t* values,
-                           int64_t d, int64_t k, float* out);
 
 namespace {
 
@@ -200,10 +195,7 @@ void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* v
   switch (dt) {
     case DType::f32: return sparse_dot_t<DType::f32>(x, T, bitmap, values, d, k, out);
     case DType::f16: return sparse_dot_t<DType::f16>(x, T, bitmap, values, d, k, out);
-    default:
-      if (cpu_features().avx512_vbmi2_bf16)
-        return sparse_dot_bf16_vbmi2(x, T, bitmap, static_cast<const uint16_t*>(values), d, k, out);
-      return sparse_dot_t<DType::bf16>(x, T, bitmap, values, d, k, out);
+    default: return sparse_dot_t<DType::bf16>(x, T, bitmap, values, d, k, out);
   }
 }
 

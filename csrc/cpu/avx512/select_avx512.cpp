@@ -1,6 +1,8 @@
 // AVX-512 (F/BW/VL/DQ) selection kernels: scores, radix threshold, and the three row outputs.
-// Compression uses the register forms of vpcompressd plus masked stores (the memory forms are
-// microcoded and slow on Zen 4), so nothing is ever written past a row's own outputs.
+// Compression uses the register forms of vpcompressd (the memory forms are microcoded and slow on
+// Zen 4). Masked stores are slow there too, so full vectors are stored plainly wherever the
+// destination has room (scratch has 16 spare lanes; compact values up to k) and masks are kept
+// for the tails.
 #include "cpu/avx512/simd_avx512.h"
 
 namespace mumoe::cpu::avx512 {
@@ -25,14 +27,15 @@ namespace {
 template <DType DT>
 void scores_of(const void* w, const float* norms, int64_t d, uint32_t* keys) {
   const __m512i abs_bits = _mm512_set1_epi32(0x7fffffff);
-  for (int64_t j = 0; j < d; j += 16) {
-    const __mmask16 m = lanes(d - j);
-    const __m512 wv = load16<DT>(w, j, m);
-    const __m512 nv = _mm512_maskz_loadu_ps(m, norms + j);
-    // One rounding, like the reference; the AND clears the sign of a default NaN (inf * 0).
-    const __m512 s = _mm512_mul_ps(_mm512_abs_ps(wv), _mm512_abs_ps(nv));
-    _mm512_mask_storeu_epi32(keys + j, m, _mm512_and_si512(_mm512_castps_si512(s), abs_bits));
-  }
+  // One rounding, like the reference; the AND clears the sign of a default NaN (inf * 0).
+  auto key16 = [&](int64_t j, __mmask16 m) {
+    const __m512 s = _mm512_mul_ps(_mm512_abs_ps(load16<DT>(w, j, m)),
+                                   _mm512_abs_ps(_mm512_maskz_loadu_ps(m, norms + j)));
+    return _mm512_and_si512(_mm512_castps_si512(s), abs_bits);
+  };
+  int64_t j = 0;
+  for (; j + 16 <= d; j += 16) _mm512_storeu_si512(keys + j, key16(j, 0xffff));
+  if (j < d) _mm512_mask_storeu_epi32(keys + j, lanes(d - j), key16(j, lanes(d - j)));
 }
 }  // namespace
 
@@ -70,18 +73,20 @@ uint32_t top_bin_exact(const uint32_t* keys, int64_t d, int64_t k, int64_t* abov
 int64_t bracket_pass(const uint32_t* keys, int64_t d, BinBracket r, uint32_t* scratch, int64_t* above) {
   const __m512i lo = _mm512_set1_epi32(int32_t(r.lo << kTopShift));
   const __m512i hi = _mm512_set1_epi32(int32_t((r.hi + 1) << kTopShift));  // <= 2^31: keys are below
-  int64_t n = 0, gt = 0;
+  const __m512i width = _mm512_sub_epi32(hi, lo);
+  const __m512i minus_one = _mm512_set1_epi32(-1);
+  __m512i gt = _mm512_setzero_si512();
+  int64_t n = 0;
   for (int64_t j = 0; j < d; j += 16) {
     const __mmask16 valid = lanes(d - j);
     const __m512i v = _mm512_maskz_loadu_epi32(valid, keys + j);
-    const __mmask16 up = _mm512_mask_cmpge_epu32_mask(valid, v, hi);
-    const __mmask16 in = _mm512_mask_cmpge_epu32_mask(valid, v, lo) & ~up;
-    const int c = __builtin_popcount(in);
-    _mm512_mask_storeu_epi32(scratch + n, lanes(c), _mm512_maskz_compress_epi32(in, v));
-    n += c;
-    gt += __builtin_popcount(up);
+    // lo <= v < hi as one unsigned compare of v - lo (keys below lo wrap around to large values).
+    const __mmask16 in = _mm512_mask_cmplt_epu32_mask(valid, _mm512_sub_epi32(v, lo), width);
+    gt = _mm512_mask_sub_epi32(gt, _mm512_cmpge_epu32_mask(v, hi), gt, minus_one);
+    _mm512_storeu_si512(scratch + n, _mm512_maskz_compress_epi32(in, v));
+    n += __builtin_popcount(in);
   }
-  *above = gt;
+  *above = _mm512_reduce_add_epi32(gt);
   return n;
 }
 
@@ -94,7 +99,7 @@ RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t hin
   BinBracket r;
   r.lo = r.hi = top_bin_exact(keys, d, k, &above);
   const int64_t n = bracket_pass(keys, d, r, scratch, &above);
-  return select_among(scratch, n, k - above, kTopShift);
+  return select_in_bins(scratch, n, k - above, r);
 }
 
 void emit_mask(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask) {
@@ -115,8 +120,8 @@ void emit_mask(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask) 
 }
 
 namespace {
-// The pruned row is read next by the GEMM, from memory anyway (it exceeds the caches): when whole
-// cache lines allow it, streaming stores skip the read-for-ownership of every output line.
+// A pruned weight that exceeds the caches is read back from memory anyway: when the caller says so
+// and whole cache lines allow it, streaming stores skip the read-for-ownership of every line.
 template <bool kStream>
 void pruned_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th, void* out) {
   Keeper keep(th);
@@ -127,6 +132,7 @@ void pruned_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThr
       const __mmask16 valid = lanes(d - j);
       const __m512 v = _mm512_maskz_loadu_ps(keep.next(keys + j, valid), src + j);
       if constexpr (kStream) _mm512_stream_ps(dst + j, v);
+      else if (valid == 0xffff) _mm512_storeu_ps(dst + j, v);
       else _mm512_mask_storeu_ps(dst + j, valid, v);
     }
     return;
@@ -140,14 +146,15 @@ void pruned_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThr
     if (v1) m |= __mmask32(keep.next(keys + j + 16, v1)) << 16;
     const __m512i v = _mm512_maskz_loadu_epi16(m, src + j);
     if constexpr (kStream) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), v);
+    else if (valid == ~__mmask32(0)) _mm512_storeu_si512(dst + j, v);
     else _mm512_mask_storeu_epi16(dst + j, valid, v);
   }
 }
 }  // namespace
 
 void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                 void* out) {
-  if (reinterpret_cast<uintptr_t>(out) % 64 == 0 && d * dtype_size(dt) % 64 == 0) {
+                 void* out, bool streaming) {
+  if (streaming && reinterpret_cast<uintptr_t>(out) % 64 == 0 && d * dtype_size(dt) % 64 == 0) {
     pruned_row<true>(w, dt, keys, d, th, out);
     _mm_sfence();  // order the streaming stores before the threads join
   } else {
@@ -158,7 +165,7 @@ void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowTh
 void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
                   int64_t k, uint32_t* bitmap, void* values) {
   Keeper keep(th);
-  int64_t n = 0;
+  int64_t n = 0;  // full 16-lane stores while they stay inside the row's k values
   for (int64_t j = 0; j < d; j += 16) {
     const __mmask16 valid = lanes(d - j);
     const __mmask16 m = keep.next(keys + j, valid);
@@ -170,12 +177,17 @@ void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowT
     const int c = __builtin_popcount(m);
     if (dt == DType::f32) {
       const __m512 v = _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + j);
-      _mm512_mask_storeu_ps(static_cast<float*>(values) + n, lanes(c), _mm512_maskz_compress_ps(m, v));
+      float* dst = static_cast<float*>(values) + n;
+      const __m512 packed = _mm512_maskz_compress_ps(m, v);
+      if (n + 16 <= k) _mm512_storeu_ps(dst, packed);
+      else _mm512_mask_storeu_ps(dst, lanes(c), packed);
     } else {
       // No 16-bit compress without VBMI2: widen to 32-bit lanes, compress, narrow.
       const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + j);
       const __m512i packed = _mm512_maskz_compress_epi32(m, _mm512_cvtepu16_epi32(h));
-      _mm256_mask_storeu_epi16(static_cast<uint16_t*>(values) + n, lanes(c), _mm512_cvtepi32_epi16(packed));
+      uint16_t* dst = static_cast<uint16_t*>(values) + n;
+      if (n + 16 <= k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(packed));
+      else _mm256_mask_storeu_epi16(dst, lanes(c), _mm512_cvtepi32_epi16(packed));
     }
     n += c;
   }

@@ -1,7 +1,8 @@
 // bf16 sparse_dot for CPUs that also have AVX512-VBMI2 and AVX512-BF16 (Zen 4, Sapphire Rapids):
 // vpexpandw spreads 32 packed values by one bitmap word and vdpbf16ps multiplies them with the
-// tokens in bf16 (exact: sparse_linear's x is bf16 when the values are). Only these functions are
-// compiled for the extra extensions; linear_avx512.cpp calls them after checking cpu_features().
+// tokens, which the caller hands over in bf16 (sparse_linear's x has the values' dtype), so the
+// inner loop does no conversion. Only this file is compiled for the extra extensions; the avx512
+// table points at it when cpu_features() reports them.
 #include "cpu/avx512/simd_avx512.h"
 
 #pragma GCC push_options
@@ -10,12 +11,11 @@
 namespace mumoe::cpu::avx512 {
 namespace {
 
-// 32 token values x[j..j+32) as bf16 pairs (lanes outside `valid` zero).
-inline __m512bh tokens32(const float* x, __mmask32 valid) {
-  const __m512 lo = _mm512_maskz_loadu_ps(__mmask16(valid), x);
-  const __m512 hi = _mm512_maskz_loadu_ps(__mmask16(valid >> 16), x + 16);
-  return _mm512_cvtne2ps_pbh(hi, lo);
+// 32 bf16 token values x[j..j+32) (lanes outside `valid` zero).
+inline __m512bh tokens32(const uint16_t* x, __mmask32 valid) {
+  return (__m512bh)_mm512_maskz_loadu_epi16(valid, x);
 }
+inline __m512bh tokens32(const uint16_t* x) { return (__m512bh)_mm512_loadu_si512(x); }
 
 inline __mmask32 lanes32(int64_t n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
 
@@ -32,7 +32,7 @@ inline __m512bh weights32(const uint32_t* bitmap, const uint16_t* values, int64_
 
 // Two accumulators per token hide the latency of vdpbf16ps.
 template <int T>
-void dot_bf16(const float* x, const uint32_t* bitmap, const uint16_t* values, int64_t d, int64_t k,
+void dot_bf16(const uint16_t* x, const uint32_t* bitmap, const uint16_t* values, int64_t d, int64_t k,
               float* out) {
   __m512 acc0[T], acc1[T];
 #pragma GCC unroll 8
@@ -43,8 +43,8 @@ void dot_bf16(const float* x, const uint32_t* bitmap, const uint16_t* values, in
     const __m512bh w1 = weights32(bitmap, values, j + 32, ~__mmask32(0), k, n);
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
-      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, tokens32(x + t * d + j, ~__mmask32(0)));
-      acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, tokens32(x + t * d + j + 32, ~__mmask32(0)));
+      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, tokens32(x + t * d + j));
+      acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, tokens32(x + t * d + j + 32));
     }
   }
   for (; j < d; j += 32) {
@@ -59,10 +59,10 @@ void dot_bf16(const float* x, const uint32_t* bitmap, const uint16_t* values, in
 
 }  // namespace
 
-void sparse_dot_bf16_vbmi2(const float* x, int64_t T, const uint32_t* bitmap, const uint16_t* values,
-                           int64_t d, int64_t k, float* out) {
+void sparse_dot_bf16_vbmi2(const uint16_t* x, int64_t T, const uint32_t* bitmap,
+                           const uint16_t* values, int64_t d, int64_t k, float* out) {
   for (int64_t t0 = 0; t0 < T; t0 += 4) {
-    const float* xs = x + t0 * d;
+    const uint16_t* xs = x + t0 * d;
     switch (T - t0) {
       case 1: dot_bf16<1>(xs, bitmap, values, d, k, out + t0); break;
       case 2: dot_bf16<2>(xs, bitmap, values, d, k, out + t0); break;

@@ -75,7 +75,7 @@ void emit_mask(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask) 
 }
 
 void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                 void* out) {
+                 void* out, bool /*streaming*/) {
   Keeper keep(th);
   int64_t j = 0;
   if (dt == DType::f32) {

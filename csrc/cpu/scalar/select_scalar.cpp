@@ -17,7 +17,7 @@ void emit_mask(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask) 
 }
 
 void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                 void* out) {
+                 void* out, bool /*streaming*/) {
   KeepCursor cur{th.tau, th.ties_kept};
   if (dt == DType::f32) {
     const float* src = static_cast<const float*>(w);

@@ -4,6 +4,7 @@
 // Natively for x86 tables: compile csrc/cpu/avx512/*.cpp (or avx2/) to objects with that folder's
 // -m flags (CMakeLists.txt), then g++ -std=c++20 -O2 -DMUMOE_HAVE_avx512 -DTABLE=kAvx512Kernels
 // -I csrc this file csrc/cpu/scalar/*.cpp csrc/cpu/cpu_features.cpp the objects.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -89,9 +90,12 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
     K.emit_mask(keys.data(), d, th, mask.data());
     S.emit_mask(keys.data(), d, ts, mask_s.data());
     if (mask != mask_s) fail("emit_mask", int(dt), d, kind);
-    K.emit_pruned(w.data(), dt, keys.data(), d, th, pruned.data());
-    S.emit_pruned(w.data(), dt, keys.data(), d, ts, pruned_s.data());
-    if (pruned != pruned_s) fail("emit_pruned", int(dt), d, kind);
+    S.emit_pruned(w.data(), dt, keys.data(), d, ts, pruned_s.data(), false);
+    for (bool streaming : {false, true}) {
+      std::fill(pruned.begin(), pruned.end(), 0x77);
+      K.emit_pruned(w.data(), dt, keys.data(), d, th, pruned.data(), streaming);
+      if (pruned != pruned_s) fail("emit_pruned", int(dt), d, kind);
+    }
     K.apply_mask(w.data(), dt, mask_s.data(), d, pruned.data());
     if (pruned != pruned_s) fail("apply_mask", int(dt), d, kind);
     const int64_t words = (d + 31) / 32;
@@ -116,6 +120,18 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
       for (int64_t t = 0; t < T; ++t) {
         if (!close(out[t], out_s[t])) fail("masked_dot", int(dt), d, kind);
         if (!close(out2[t], out_s[t])) fail("sparse_dot", int(dt), d, kind);
+      }
+      if (dt == DType::bf16 && K.sparse_dot_bf16) {
+        std::vector<uint16_t> xb(T * d);
+        for (int64_t i = 0; i < T * d; ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, &x[i], 4);
+          xb[i] = uint16_t(bits >> 16);  // exact: x holds bf16 values
+        }
+        K.sparse_dot_bf16(xb.data(), T, bm_s.data(), reinterpret_cast<const uint16_t*>(vals_s.data()),
+                          d, k, out2.data());
+        for (int64_t t = 0; t < T; ++t)
+          if (!close(out2[t], out_s[t])) fail("sparse_dot_bf16", int(dt), d, kind);
       }
     }
   }
