@@ -39,6 +39,8 @@ PYBIND11_MODULE(_C, m) {
 #endif
   m.def("cpu_isa", &mumoe::cpu::current_isa, "The CPU instruction-set path in use.");
   m.def("cpu_isas", &mumoe::cpu::available_isas, "CPU paths compiled in and supported here.");
+  m.def("cpu_optional_kernels", &mumoe::cpu::optional_kernels,
+        "Optional kernels of the CPU path in use that this CPU runs (e.g. sparse_dot_bf16).");
   m.def("set_cpu_isa", [](const std::string& name) {
     try {
       mumoe::cpu::set_isa(name);

@@ -12,13 +12,16 @@ __all__ = ["build_info", "set_cpu_isa", "cpu_isa"]
 
 def build_info() -> dict:
     """{'version', 'cuda' (CUDA kernels compiled in), 'cuda_archs', 'cpu_isa' (path in use),
-    'cpu_isas' (paths compiled in and supported by this CPU, best first), 'torch'}."""
+    'cpu_isas' (paths compiled in and supported by this CPU, best first), 'cpu_optional_kernels'
+    (extra kernels of that path this CPU runs, e.g. 'sparse_dot_bf16' with AVX512-BF16 + VBMI2;
+    MUMOE_CPU_NO_VBMI2_BF16=1 at import turns it off), 'torch'}."""
     return {
         "version": _C.version,
         "cuda": bool(_C.cuda),
         "cuda_archs": [a for a in _C.cuda_archs.split(",") if a],
         "cpu_isa": _C.cpu_isa(),
         "cpu_isas": list(_C.cpu_isas()),
+        "cpu_optional_kernels": list(_C.cpu_optional_kernels()),
         "torch": torch.__version__,
     }
 

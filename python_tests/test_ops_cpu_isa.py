@@ -130,3 +130,60 @@ def test_every_path_gives_the_same_mask_and_product():
     for isa in masks:
         assert torch.equal(masks[isa], first), isa
         assert_linear_close(products[isa], products["scalar"], x, torch.where(first, w, 0).to(w.dtype))
+
+
+def _cpu_flags() -> set:
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+VBMI2_BF16_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vbmi2", "avx512_bf16"}
+
+
+def test_vbmi2_bf16_sparse_dot_runs_exactly_where_the_cpu_has_it():
+    # The optional AVX512-BF16 + VBMI2 decode kernel belongs to the avx512 path only, and must be
+    # picked up on CPUs that report both extensions (a table that drops it still passes every
+    # accuracy test, just slower).
+    if os.environ.get("MUMOE_CPU_NO_VBMI2_BF16", "0") not in ("", "0"):
+        pytest.skip("MUMOE_CPU_NO_VBMI2_BF16 is set")
+    for isa in mumoe_ext.build_info()["cpu_isas"]:
+        with mumoe_ext.cpu_isa(isa):
+            got = mumoe_ext.build_info()["cpu_optional_kernels"]
+        want = ["sparse_dot_bf16"] if isa == "avx512" and VBMI2_BF16_FLAGS <= _cpu_flags() else []
+        assert got == want, isa
+
+
+# With the optional kernel switched off, bf16 decode runs the plain AVX-512 (or lower) kernel.
+NO_VBMI2_DRIVER = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import mumoe_ext
+from mumoe_ext import reference
+from helpers_ops import assert_linear_close
+assert mumoe_ext.build_info()["cpu_optional_kernels"] == [], mumoe_ext.build_info()
+torch.manual_seed(0)
+for d_out, d_in in [(7, 37), (33, 300), (16, 1024)]:
+    w = torch.randn(d_out, d_in).to(torch.bfloat16)
+    norms = torch.rand(d_in) + 0.1
+    rs = mumoe_ext.prune_rows(w, norms, 0.5)
+    dense = reference.prune_rows(w, norms, 0.5).to_dense()
+    for T in range(1, 9):
+        x = torch.randn(T, d_in).to(torch.bfloat16)
+        assert_linear_close(mumoe_ext.sparse_linear(x, rs), reference.sparse_linear(x, rs), x, dense)
+print("ok", mumoe_ext.build_info()["cpu_isa"])
+"""
+
+
+def test_plain_avx512_bf16_decode_when_vbmi2_bf16_is_switched_off():
+    env = dict(os.environ, MUMOE_CPU_NO_VBMI2_BF16="1", PYTHONPATH=str(ROOT))
+    env.pop("MUMOE_CPU_ISA", None)
+    r = subprocess.run([sys.executable, "-c", NO_VBMI2_DRIVER, str(ROOT / "python_tests")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("ok")

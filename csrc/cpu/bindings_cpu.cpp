@@ -124,29 +124,33 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, con
   return {bitmap, values};
 }
 
-// Per-sample product of x (B?, T, d_in) with B? weight rows sets computed by `row_dot(b, i, xf, out)`.
+// Per-sample product of x (B?, T, d_in) with B? weight row sets, computed by
+// `row_dot(b, i, tokens of sample b, T, out)` from `tokens`: x as the kernel wants it, contiguous.
 template <class RowDot>
-at::Tensor small_t_linear(const at::Tensor& x, int64_t d_out, int64_t n_weights,
-                          const std::optional<at::Tensor>& bias, RowDot row_dot) {
-  const at::Tensor xf = x.to(at::kFloat).contiguous();
+at::Tensor small_t_linear(const at::Tensor& x, const at::Tensor& tokens, int64_t d_out,
+                          int64_t n_weights, const std::optional<at::Tensor>& bias, RowDot row_dot) {
   const bool batched = x.dim() == 3;
   const int64_t B = batched ? x.size(0) : 1, T = x.size(-2), d = x.size(-1);
-  at::Tensor out = at::empty({B, T, d_out}, xf.options());
+  at::Tensor out = at::empty({B, T, d_out}, x.options().dtype(at::kFloat));
   at::Tensor bf = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
   float* op = out.mutable_data_ptr<float>();
-  const float* xp = xf.const_data_ptr<float>();
+  const char* xp = bytes(tokens);
+  const int64_t sample_bytes = T * d * tokens.element_size();
   parallel_rows(B * d_out, 128, [&](int64_t s, int64_t e) {
     float acc[kSmallT];
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
-      row_dot(n_weights == 1 ? 0 : b, i, xp + b * T * d, T, acc);
+      row_dot(n_weights == 1 ? 0 : b, i, xp + b * sample_bytes, T, acc);
       for (int64_t t = 0; t < T; ++t) op[(b * T + t) * d_out + i] = acc[t] + (bp ? bp[i] : 0.0f);
     }
   });
   out = out.to(x.scalar_type());
   return batched ? out : out.squeeze(0);
 }
+
+at::Tensor float_tokens(const at::Tensor& x) { return x.to(at::kFloat).contiguous(); }
+const float* as_floats(const char* p) { return reinterpret_cast<const float*>(p); }
 
 at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, const at::Tensor& mask_,
                              const std::optional<at::Tensor>& bias) {
@@ -158,9 +162,10 @@ at::Tensor masked_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_, co
   const uint8_t* mp = reinterpret_cast<const uint8_t*>(mask.const_data_ptr<bool>());
   const char* wp = bytes(weight);
   if (x_.size(-2) <= kSmallT) {
-    return small_t_linear(x_, d_out, mask.dim() == 3 ? mask.size(0) : 1, bias,
-                          [&](int64_t b, int64_t i, const float* xs, int64_t T, float* acc) {
-                            K.masked_dot(xs, T, wp + es * i * d, dt, mp + (b * d_out + i) * d, d, acc);
+    return small_t_linear(x_, float_tokens(x_), d_out, mask.dim() == 3 ? mask.size(0) : 1, bias,
+                          [&](int64_t b, int64_t i, const char* xs, int64_t T, float* acc) {
+                            K.masked_dot(as_floats(xs), T, wp + es * i * d, dt,
+                                         mp + (b * d_out + i) * d, d, acc);
                           });
   }
   at::Tensor wm = pooled_empty(mask.sizes(), weight.options());
@@ -182,10 +187,21 @@ at::Tensor sparse_linear_cpu(const at::Tensor& x_, const at::Tensor& bitmap_, co
   const uint32_t* bp = reinterpret_cast<const uint32_t*>(bitmap.const_data_ptr<int32_t>());
   const char* vp = bytes(values);
   if (x_.size(-2) <= kSmallT) {
-    return small_t_linear(x_, d_out, values.dim() == 3 ? values.size(0) : 1, bias,
-                          [&](int64_t b, int64_t i, const float* xs, int64_t T, float* acc) {
+    const int64_t n_weights = values.dim() == 3 ? values.size(0) : 1;
+    if (dt == DType::bf16 && K.sparse_dot_bf16) {  // the tokens stay bf16 (x has the values' dtype)
+      const uint16_t* v16 = reinterpret_cast<const uint16_t*>(vp);
+      return small_t_linear(x_, x_.contiguous(), d_out, n_weights, bias,
+                            [&](int64_t b, int64_t i, const char* xs, int64_t T, float* acc) {
+                              const int64_t r = b * d_out + i;
+                              K.sparse_dot_bf16(reinterpret_cast<const uint16_t*>(xs), T,
+                                                bp + r * words, v16 + r * k, d_in, k, acc);
+                            });
+    }
+    return small_t_linear(x_, float_tokens(x_), d_out, n_weights, bias,
+                          [&](int64_t b, int64_t i, const char* xs, int64_t T, float* acc) {
                             const int64_t r = b * d_out + i;
-                            K.sparse_dot(xs, T, bp + r * words, vp + es * r * k, dt, d_in, k, acc);
+                            K.sparse_dot(as_floats(xs), T, bp + r * words, vp + es * r * k, dt, d_in,
+                                         k, acc);
                           });
   }
   std::vector<int64_t> shape(values.sizes().begin(), values.sizes().end());

@@ -84,4 +84,10 @@ void set_isa(const std::string& name) {
 
 std::string current_isa() { return kernels().isa; }
 
+std::vector<std::string> optional_kernels() {
+  std::vector<std::string> out;
+  if (kernels().sparse_dot_bf16) out.emplace_back("sparse_dot_bf16");
+  return out;
+}
+
 }  // namespace mumoe::cpu

@@ -13,4 +13,6 @@ std::vector<std::string> available_isas();
 // Throws c10::ValueError naming the request when it is unknown, not compiled or not supported.
 void set_isa(const std::string& name);
 std::string current_isa();
+// The optional kernels the path in use has on this CPU (e.g. "sparse_dot_bf16").
+std::vector<std::string> optional_kernels();
 }  // namespace mumoe::cpu

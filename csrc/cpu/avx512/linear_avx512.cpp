@@ -22,7 +22,9 @@ void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* ke
     }
     for (int u = 0; u < 4; ++u) {
       float* o = out + j0 + 16 * u;
-      _mm512_mask_storeu_ps(o, m[u], _mm512_add_ps(_mm512_maskz_loadu_ps(m[u], o), acc[u]));
+      const __m512 sum = _mm512_add_ps(_mm512_maskz_loadu_ps(m[u], o), acc[u]);
+      if (m[u] == 0xffff) _mm512_storeu_ps(o, sum);  // masked stores are slow on Zen 4
+      else _mm512_mask_storeu_ps(o, m[u], sum);
     }
   }
 }
@@ -149,7 +151,9 @@ void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* o
     float* dst = static_cast<float*>(out);
     for (int64_t j = 0; j < d; j += 16) {
       const __mmask16 valid = lanes(d - j);
-      _mm512_mask_storeu_ps(dst + j, valid, _mm512_maskz_loadu_ps(mask16(mask, j, valid), src + j));
+      const __m512 v = _mm512_maskz_loadu_ps(mask16(mask, j, valid), src + j);
+      if (valid == 0xffff) _mm512_storeu_ps(dst + j, v);
+      else _mm512_mask_storeu_ps(dst + j, valid, v);
     }
     return;
   }
@@ -159,7 +163,9 @@ void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* o
     const __mmask32 valid = d - j >= 32 ? ~__mmask32(0) : (__mmask32(1) << (d - j)) - 1;
     const __m256i b = _mm256_maskz_loadu_epi8(valid, mask + j);
     const __mmask32 m = _mm256_test_epi8_mask(b, b);
-    _mm512_mask_storeu_epi16(dst + j, valid, _mm512_maskz_loadu_epi16(m, src + j));
+    const __m512i v = _mm512_maskz_loadu_epi16(m, src + j);
+    if (valid == ~__mmask32(0)) _mm512_storeu_si512(dst + j, v);
+    else _mm512_mask_storeu_epi16(dst + j, valid, v);
   }
 }
 
@@ -171,11 +177,15 @@ void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_
     const __mmask16 got = lanes(__builtin_popcount(m));
     if (dt == DType::f32) {
       const __m512 v = _mm512_maskz_loadu_ps(got, static_cast<const float*>(values) + n);
-      _mm512_mask_storeu_ps(static_cast<float*>(out) + j, valid, _mm512_maskz_expand_ps(m, v));
+      float* dst = static_cast<float*>(out) + j;
+      if (valid == 0xffff) _mm512_storeu_ps(dst, _mm512_maskz_expand_ps(m, v));
+      else _mm512_mask_storeu_ps(dst, valid, _mm512_maskz_expand_ps(m, v));
     } else {
       const __m256i h = _mm256_maskz_loadu_epi16(got, static_cast<const uint16_t*>(values) + n);
       const __m512i e = _mm512_maskz_expand_epi32(m, _mm512_cvtepu16_epi32(h));
-      _mm256_mask_storeu_epi16(static_cast<uint16_t*>(out) + j, valid, _mm512_cvtepi32_epi16(e));
+      uint16_t* dst = static_cast<uint16_t*>(out) + j;
+      if (valid == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(e));
+      else _mm256_mask_storeu_epi16(dst, valid, _mm512_cvtepi32_epi16(e));
     }
     n += __builtin_popcount(m);
   }
