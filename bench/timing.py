@@ -1,7 +1,7 @@
 """One timed measurement per case, with a bounded cost whatever the function's speed.
 
 Warm-up calls size the run: rounds = budget / (fastest warm-up + cache flush), clamped to
-[1, MAX_ROUNDS]. Slow torch baselines therefore get a single round (plus one warm-up), which
+[1, max_rounds(budget)] (MAX_ROUNDS per 0.4 s). Slow torch baselines therefore get a single round (plus one warm-up), which
 keeps the full CPU sweep within minutes.
 
 Every timed call starts with cold caches (two untimed reads of a buffer twice the last-level
@@ -22,7 +22,11 @@ import torch
 
 import mumoe_ext
 
-MAX_ROUNDS = 50
+MAX_ROUNDS = 50  # per 0.4 s of budget: a larger budget (the target points) buys more rounds
+
+
+def max_rounds(budget_s: float) -> int:
+    return max(MAX_ROUNDS, int(MAX_ROUNDS * budget_s / 0.4))
 WARMUP_S = 0.1
 CUDA_FLUSH_BYTES = 256 << 20  # > the 50 MiB L2 of an H100
 
@@ -133,7 +137,7 @@ def measure(benchmark, case, fn, budget_s: float, extra: dict | None = None):
         first = warm_up(fn)
         flush = cache_flusher(case.device)
         flush_s = _timed_call(flush)
-        rounds = int(min(MAX_ROUNDS, max(1, budget_s // (first + flush_s))))
+        rounds = int(min(max_rounds(budget_s), max(1, budget_s // (first + flush_s))))
         benchmark.group = case.group()
         benchmark.extra_info.update(case.as_params())
         benchmark.extra_info.update(

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "checks.h"
@@ -137,7 +138,11 @@ at::Tensor small_t_linear(const at::Tensor& x, const at::Tensor& tokens, int64_t
   float* op = out.mutable_data_ptr<float>();
   const char* xp = bytes(tokens);
   const int64_t sample_bytes = T * d * tokens.element_size();
-  parallel_rows(B * d_out, 128, [&](int64_t s, int64_t e) {
+  // Long runs of rows per chunk keep each thread's weight stream sequential (the prefetchers
+  // restart at every jump), while still giving every thread a few chunks to balance.
+  const int64_t rows = B * d_out;
+  const int64_t chunk = std::clamp<int64_t>(rows / (2 * at::get_num_threads()), 64, 512);
+  parallel_rows(rows, chunk, [&](int64_t s, int64_t e) {
     float acc[kSmallT];
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
