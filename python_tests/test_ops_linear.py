@@ -1,7 +1,7 @@
 """masked_linear and wanda_linear vs the reference: small-T (own GEMV, T <= 8) and large-T (masked
 weight + vendor GEMM) paths, per-prompt masks for batches, bias, and density = 1 bit-identical to
 F.linear. The CPU wanda_linear has three paths (fused per row for T <= 8, blocks of rows for x up
-to 4 MiB, the composite above): test_wanda_linear_cpu_paths reaches each with several blocks."""
+to 8 MiB, the composite above): test_wanda_linear_cpu_paths reaches each with several blocks."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,9 +132,9 @@ def test_wanda_linear_equals_reference_twin_on_exact_norms(dtype, density, batch
 
 
 # (batch, T, d_out, d_in): many rows fused per row; several blocks of rows (64 fp32 / 128 16-bit
-# rows per block at d_in = 4096), the last one short, with a mask per prompt; x over 4 MiB in every
+# rows per block at d_in = 4096), the last one short, with a mask per prompt; x over 8 MiB in every
 # dtype (the composite path).
-CPU_PATHS = [(None, 5, 150, 4096), (2, 20, 300, 4096), (None, 1100, 24, 2048)]
+CPU_PATHS = [(None, 5, 150, 4096), (2, 20, 300, 4096), (None, 1100, 24, 4096)]
 CPU_PATH_IDS = ["fused-T5", "blocked-B2xT20", "composite-T1100"]
 
 
