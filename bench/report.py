@@ -1,7 +1,7 @@
 """Turns a saved pytest-benchmark JSON of this suite into bench/results/<name>.md + PNG plots, and
 prints issue 4's targets (measured ratio, PASS/MISS).
 
-    python bench/report.py bench/results/cpu_full.json            # -> bench/results/cpu_full.md
+    python bench/report.py bench/results/cpu_full.json.gz         # -> bench/results/cpu_full.md
     python bench/report.py run.json --out-dir /tmp/r --name try1
     python bench/report.py cpu_full.json cuda_full.json --name all   # merged; machine of the first
 """
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     if not run.groups:
         print(f"{' '.join(map(str, args.json))}: no mumoe benchmark cases found", file=sys.stderr)
         return 1
-    name = args.name or args.json[0].stem
+    name = args.name or report_data.run_name(args.json[0])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plots = [] if args.no_plots else report_plots.write_plots(run, args.out_dir, name)
     results = targets.evaluate(run)

@@ -6,6 +6,7 @@ machine); medians are kept for the tables.
 """
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,12 +93,21 @@ def _groups(data) -> dict:
     return groups
 
 
+def run_name(path: Path) -> str:
+    """cpu_full for cpu_full.json or cpu_full.json.gz (committed runs are gzipped)."""
+    name = path.name
+    for suffix in (".gz", ".json"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def load(*paths) -> Run:
     """One run, or several merged (e.g. a CPU and a CUDA run). A group measured in more than one
     file is taken whole from the last one, so its ratios still come from a single run."""
     groups, first = {}, None
     for path in map(Path, paths):
-        data = json.loads(path.read_text())
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        data = json.loads(raw)
         first = first or (path, data)
         groups.update(_groups(data))
     path, data = first
