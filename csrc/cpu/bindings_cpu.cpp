@@ -17,10 +17,6 @@
 namespace mumoe::cpu {
 namespace {
 
-// Up to this many tokens a product streams each weight row once through our own kernels; above
-// it the GEMM is compute-bound and the vendor BLAS wins on the masked/expanded dense weight.
-constexpr int64_t kSmallT = 8;
-
 const char* bytes(const at::Tensor& t) { return static_cast<const char*>(t.const_data_ptr()); }
 char* bytes_mut(at::Tensor& t) { return static_cast<char*>(t.mutable_data_ptr()); }
 

@@ -19,6 +19,10 @@ struct RowThreshold {
 
 constexpr uint32_t kNoHint = 0xffffffffu;  // keys never have the sign bit set
 
+// Up to this many tokens a product streams each weight row once through the small-T kernels
+// (masked_dot, sparse_dot); above it the GEMM is compute-bound and the vendor BLAS wins.
+constexpr int64_t kSmallT = 8;
+
 struct CpuKernels {
   const char* isa;
 
@@ -50,7 +54,7 @@ struct CpuKernels {
   void (*expand_compact)(const uint32_t* bitmap, const void* values, DType dt, int64_t d, int64_t k,
                          void* out);
 
-  // Small-T products (T <= 8) of one weight row with T fp32 token rows x (T x d, contiguous):
+  // Small-T products (T <= kSmallT) of one weight row with T fp32 token rows x (T x d, contiguous):
   // out[t] = sum_j x[t*d + j] * w[j] * mask[j]   /   the same for a compact row.
   void (*masked_dot)(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
                      int64_t d, float* out);

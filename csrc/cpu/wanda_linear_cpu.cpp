@@ -25,8 +25,6 @@ int64_t block_rows(int64_t d_in, int64_t elem_size) {
   return std::clamp<int64_t>(rows / 16 * 16, 64, 256);
 }
 
-// Up to this many tokens the op fuses selection and product row by row (the small-T kernels).
-constexpr int64_t kSmallT = 8;
 // The blocked path multiplies every block by all of x: x must stay in the last-level cache
 // (32 MiB here, shared with the blocks). Measured: at 5.6 MiB (Llama-7B down, T = 128, fp32)
 // blocks beat the composite, at 32 MiB (T = 2048 at d_in = 4096) the composite wins.
