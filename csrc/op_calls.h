@@ -20,4 +20,22 @@ inline at::Tensor call_wanda_prune_unchecked(const at::Tensor& w, const at::Tens
   return op.call(w, norms, k, false);
 }
 
+inline at::Tensor call_sparse_linear(const at::Tensor& x, const at::Tensor& bitmap,
+                                     const at::Tensor& values, int64_t d_in,
+                                     const std::optional<at::Tensor>& bias) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mumoe::sparse_linear", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         int64_t, const std::optional<at::Tensor>&)>();
+  return op.call(x, bitmap, values, d_in, bias);
+}
+
+inline std::tuple<at::Tensor, at::Tensor> call_prune_rows(const at::Tensor& w, const at::Tensor& norms,
+                                                          int64_t k) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mumoe::prune_rows", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t)>();
+  return op.call(w, norms, k);
+}
+
 }  // namespace mumoe

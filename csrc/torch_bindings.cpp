@@ -23,6 +23,9 @@ TORCH_LIBRARY(mumoe, m) {
   m.def("sparse_linear(Tensor x, Tensor bitmap, Tensor values, int d_in, Tensor? bias) -> Tensor");
   // the µ-MoE linear: col_norms -> wanda_prune -> GEMM, per prompt.
   m.def("wanda_linear(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask) -> Tensor");
+  // the µ-MoE prefill: wanda_linear that also returns the RowSparse it selected (bitmap, values), so
+  // decode reuses the one selection; each prompt's result does not depend on its batch or padding.
+  m.def("wanda_linear_compact(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace py = pybind11;

@@ -1,6 +1,6 @@
 // The fused µ-MoE linear, composed from the device ops through the dispatcher: per-prompt norms,
-// the pruned weight written by the selection, vendor GEMM. CUDA uses this definition; the CPU has
-// its own (cpu/wanda_linear_cpu.cpp), which the dispatcher prefers to this composite one.
+// one selection, vendor GEMM. CUDA uses these definitions; the CPU has its own
+// (cpu/wanda_linear_cpu.cpp), which the dispatcher prefers to these composite ones.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -22,8 +22,24 @@ at::Tensor wanda_linear(const at::Tensor& x, const at::Tensor& weight,
   return at::bmm(x, pruned.transpose(1, 2));
 }
 
+// One selection (prune_rows), then the product from the compact weight (sparse_linear expands it
+// for a GEMM when T is large).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t k,
+    const std::optional<at::Tensor>& attention_mask) {
+  check_wanda_linear_args(x, weight, bias, k);
+  const at::Tensor norms = call_col_norms(x, attention_mask);
+  auto [bitmap, values] = call_prune_rows(weight, norms, k);
+  at::Tensor y = k == weight.size(1) ? at::linear(x, weight, bias)
+                                     : call_sparse_linear(x, bitmap, values, weight.size(1), bias);
+  return {y, bitmap, values};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mumoe, CompositeExplicitAutograd, m) { m.impl("wanda_linear", &wanda_linear); }
+TORCH_LIBRARY_IMPL(mumoe, CompositeExplicitAutograd, m) {
+  m.impl("wanda_linear", &wanda_linear);
+  m.impl("wanda_linear_compact", &wanda_linear_compact);
+}
 
 }  // namespace mumoe

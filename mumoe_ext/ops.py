@@ -9,8 +9,8 @@ from . import _C  # noqa: F401  (loading the library registers torch.ops.mumoe)
 from . import _checks as C
 from .row_sparse import RowSparse, words_per_row
 
-__all__ = ["col_norms", "wanda_mask", "masked_linear", "wanda_linear", "prune_rows",
-           "sparse_linear", "wanda_prune"]
+__all__ = ["col_norms", "wanda_mask", "masked_linear", "wanda_linear", "wanda_linear_compact",
+           "prune_rows", "sparse_linear", "wanda_prune"]
 
 _ops = torch.ops.mumoe
 
@@ -66,6 +66,25 @@ def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         return F.linear(x, weight, bias)
     am = C.check_attention_mask(attention_mask, x, "wanda_linear")
     return _ops.wanda_linear(x, weight, bias, C.keep_count(weight.shape[1], density, "wanda_linear"), am)
+
+
+def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                         density: float = 0.5, attention_mask: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, RowSparse]:
+    """The µ-MoE prefill: `wanda_linear(x, ...)` and the RowSparse it selected, from ONE selection
+    per (prompt, row), so the decode steps (`sparse_linear`) reuse it without selecting again.
+
+    Returns (y, rs): rs is (d_out, k) for 2-D x, batched (B, d_out, k) for 3-D x. Each prompt's y
+    and rs do not depend on the other prompts of the batch or on its padding (bit for bit, on the
+    CPU), provided its attention mask keeps one contiguous run of tokens. density=1.0 gives y
+    exactly torch.nn.functional.linear(x, weight, bias)."""
+    C.check_activations(x, "wanda_linear_compact")
+    C.check_weight(weight, x, "wanda_linear_compact")
+    C.check_bias(bias, weight, "wanda_linear_compact")
+    am = C.check_attention_mask(attention_mask, x, "wanda_linear_compact")
+    k = C.keep_count(weight.shape[1], density, "wanda_linear_compact")
+    y, bitmap, values = _ops.wanda_linear_compact(x, weight, bias, k, am)
+    return y, RowSparse(bitmap, values, weight.shape[1])
 
 
 def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float) -> RowSparse:
@@ -132,6 +151,14 @@ def _(x, weight, mask, bias):
 @torch.library.register_fake("mumoe::sparse_linear")
 def _(x, bitmap, values, d_in, bias):
     return x.new_empty((*x.shape[:-1], values.shape[-2]))
+
+
+@torch.library.register_fake("mumoe::wanda_linear_compact")
+def _(x, weight, bias, k, attention_mask):
+    lead = (*x.shape[:-2], weight.shape[0])
+    return (x.new_empty((*x.shape[:-1], weight.shape[0])),
+            weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32),
+            weight.new_empty((*lead, k)))
 
 
 @torch.library.register_fake("mumoe::wanda_linear")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from . import _checks as C
 from .row_sparse import RowSparse, pack_bitmap
 
-__all__ = ["col_norms", "wanda_mask", "masked_linear", "wanda_linear", "prune_rows",
+__all__ = ["col_norms", "wanda_mask", "masked_linear", "wanda_linear", "wanda_linear_compact", "prune_rows",
            "sparse_linear", "wanda_scores", "wanda_mask_topk", "wanda_mask_kthvalue"]
 
 
@@ -100,6 +100,13 @@ def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         return F.linear(x, weight, bias)
     norms = col_norms(x, attention_mask)
     return masked_linear(x, weight, wanda_mask(weight, norms, density), bias)
+
+
+def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                         density: float = 0.5, attention_mask: torch.Tensor | None = None):
+    """(wanda_linear(...), the RowSparse of the same selection): the µ-MoE prefill."""
+    y = wanda_linear(x, weight, bias, density, attention_mask)
+    return y, prune_rows(weight, col_norms(x, attention_mask), density)
 
 
 def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float) -> RowSparse:

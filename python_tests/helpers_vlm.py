@@ -32,9 +32,12 @@ def build_tokenizer():
 
 def build_processor():
     from transformers import LlavaProcessor
-    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+    try:  # transformers 5: the PIL backend has its own class (the default one needs torchvision)
+        from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil as Images
+    except ImportError:  # transformers 4: the PIL/numpy one is the default
+        from transformers import LlavaImageProcessor as Images
 
-    image_processor = LlavaImageProcessorPil(size={"shortest_edge": IMAGE_SIDE},
+    image_processor = Images(size={"shortest_edge": IMAGE_SIDE},
                                              crop_size={"height": IMAGE_SIDE, "width": IMAGE_SIDE})
     return LlavaProcessor(image_processor=image_processor, tokenizer=build_tokenizer(),
                           patch_size=14, vision_feature_select_strategy="default",

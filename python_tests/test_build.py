@@ -35,15 +35,15 @@ def test_cuda_ops_registered_when_built():
     if not mumoe_ext.build_info()["cuda"]:
         pytest.skip("this build has no CUDA kernels")
     for op in ("col_norms", "wanda_mask", "wanda_prune", "prune_rows", "masked_linear",
-               "sparse_linear"):
+               "sparse_linear", "wanda_linear", "wanda_linear_compact"):
         name = f"mumoe::{op}"
         assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA"), f"{name} has no CUDA kernel"
 
 
 def test_public_api():
     for name in ("col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear",
-                 "prune_rows", "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa"):
+                 "wanda_linear_compact", "prune_rows", "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa"):
         assert name in mumoe_ext.__all__ and getattr(mumoe_ext, name).__doc__, name
-    for name in ("col_norms", "wanda_mask", "masked_linear", "wanda_linear", "prune_rows",
-                 "sparse_linear"):
+    for name in ("col_norms", "wanda_mask", "masked_linear", "wanda_linear", "wanda_linear_compact",
+                 "prune_rows", "sparse_linear"):
         assert callable(getattr(reference, name)), name

@@ -10,7 +10,7 @@ from helpers_ops import DEVICES, assert_linear_close
 
 OPS = torch.ops.mumoe
 ALL_OPS = ["col_norms", "wanda_mask", "wanda_prune", "prune_rows", "masked_linear",
-           "sparse_linear", "wanda_linear"]
+           "sparse_linear", "wanda_linear", "wanda_linear_compact"]
 
 
 def _samples(device):
@@ -35,7 +35,9 @@ def _samples(device):
                 ("masked_linear", (x, w, mask, b)), ("masked_linear", (x, w, mask, None)),
                 ("sparse_linear", (x, bitmap, values, d_in, b)),
                 ("sparse_linear", (x, bitmap, values, d_in, None)),
-                ("wanda_linear", (x, w, b, k, am)), ("wanda_linear", (x, w, None, k, None))]
+                ("wanda_linear", (x, w, b, k, am)), ("wanda_linear", (x, w, None, k, None)),
+                ("wanda_linear_compact", (x, w, b, k, am)),
+                ("wanda_linear_compact", (x, w, None, k, None))]
     return out
 
 

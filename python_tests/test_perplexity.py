@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 from mumoe_ext.eval import datasets as D
 from mumoe_ext.eval.perplexity import perplexity, split_windows
-from mumoe_ext.models import MuMoELinear, restore, sparsify
+from mumoe_ext.models import sparsify
 
+from helpers_generation import expected_masks, static_logits
 from helpers_models import WORDS, tiny_llama, tiny_opt, tiny_text, tiny_tokenizer, token_windows
 
 
@@ -50,13 +51,7 @@ def test_mumoe_prefix_mode_uses_masks_of_first_half_only():
     window = token_windows(1, 16, seed=4)
     got, _ = perplexity(model, window.reshape(-1), 16, modes=("prefix",), prompt_dependent=True,
                         progress=False)["prefix"]
-    masks = {n: m._mask.clone() for n, m in model.named_modules() if isinstance(m, MuMoELinear)}
-    restore(model)
-    with torch.no_grad():
-        for name, mask in masks.items():
-            w = model.get_submodule(name).weight
-            w.mul_(mask.reshape(w.shape))
-        logits = model(input_ids=window, use_cache=False).logits[0]
+    logits = static_logits(tiny_llama, expected_masks(model, window[:, :8], 0.5), window)
     nll = F.cross_entropy(logits[7:-1], window[0, 8:])
     assert math.isclose(got, math.exp(nll.item()), rel_tol=1e-4)
 

@@ -3,6 +3,7 @@ offline calibration, that restore undoes it all, and the evaluation loop end to 
 import warnings
 
 import pytest
+import transformers
 import torch
 
 pytest.importorskip("PIL", reason="the VLM tests write PNG images: pip install pillow")
@@ -19,7 +20,10 @@ from mumoe_ext.vlm.sparsify import sparsify_llava
 METHODS = ["magnitude", "wanda", "sparsegpt", "mumoe"]
 PARTS = [(False, False), (True, True)]
 LANG_LINEAR = "model.language_model.layers.0.mlp.up_proj"
-VISION_LINEAR = "model.vision_tower.encoder.layers.0.mlp.fc1"
+# CLIP's encoder sits under vision_model in transformers 4, directly in the tower in 5
+VISION_LINEAR = ("model.vision_tower.encoder.layers.0.mlp.fc1"
+                 if transformers.__version__ >= "5" else
+                 "model.vision_tower.vision_model.encoder.layers.0.mlp.fc1")
 PROJ_LINEAR = "model.multi_modal_projector.linear_1"
 
 pytestmark = pytest.mark.filterwarnings("ignore:mumoe_ext.*not available:RuntimeWarning")

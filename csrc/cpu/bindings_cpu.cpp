@@ -13,6 +13,7 @@
 #include "cpu/dispatch.h"
 #include "cpu/parallel_rows.h"
 #include "cpu/row_selector.h"
+#include "cpu/select_rows.h"
 
 namespace mumoe::cpu {
 namespace {
@@ -58,43 +59,13 @@ at::Tensor col_norms_cpu(const at::Tensor& x_, const std::optional<at::Tensor>& 
   return batched ? out : out.squeeze(0);
 }
 
-enum class Emit { mask, pruned, compact };
-
-// Scores, threshold and output of every (prompt, row) pair; outputs are (B?, d_out, ...).
-void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, Emit emit,
-                 at::Tensor* out, at::Tensor* bitmap) {
-  const int64_t d_out = weight.size(0), d = weight.size(1);
-  const int64_t B = norms.dim() == 2 ? norms.size(0) : 1;
-  const int64_t es = weight.element_size(), words = (d + 31) / 32;
-  const CpuKernels& K = kernels();
-  const DType dt = dtype_of(weight);
-  const char* wp = bytes(weight);
-  const float* np = norms.const_data_ptr<float>();
-  char* op = bytes_mut(*out);
-  uint32_t* bp = bitmap ? reinterpret_cast<uint32_t*>(bitmap->mutable_data_ptr<int32_t>()) : nullptr;
-  parallel_rows(B * d_out, 32, [&](int64_t s, int64_t e) {
-    RowSelector sel(d);
-    for (int64_t r = s; r < e; ++r) {
-      const int64_t b = r / d_out, i = r % d_out;
-      const char* w = wp + es * i * d;
-      const char* next = r + 1 < e ? wp + es * ((r + 1) % d_out) * d : nullptr;
-      const RowThreshold th = sel.select(K, w, dt, np + b * d, k, next);
-      switch (emit) {
-        case Emit::mask: K.emit_mask(sel.keys(), d, th, reinterpret_cast<uint8_t*>(op) + r * d); break;
-        case Emit::pruned: K.emit_pruned(w, dt, sel.keys(), d, th, op + es * r * d, true); break;
-        case Emit::compact: K.emit_compact(w, dt, sel.keys(), d, th, k, bp + r * words, op + es * r * k); break;
-      }
-    }
-  });
-}
-
 at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
   check_weight_norms_k("wanda_mask", weight_, norms_, k);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
   check_norms_valid("wanda_mask", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}),
                                 weight.options().dtype(at::kBool));
-  select_rows(weight, norms, k, Emit::mask, &out, nullptr);
+  select_rows(weight, norms, k, {.mask = reinterpret_cast<uint8_t*>(out.mutable_data_ptr<bool>())});
   return out;
 }
 
@@ -104,7 +75,7 @@ at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, 
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
   if (check_norms) check_norms_valid("wanda_prune", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
-  select_rows(weight, norms, k, Emit::pruned, &out, nullptr);
+  select_rows(weight, norms, k, {.pruned = bytes_mut(out)});
   return out;
 }
 
@@ -117,7 +88,8 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, con
   at::Tensor bitmap = pooled_empty(batch_shape(norms, {weight.size(0), words}),
                                    weight.options().dtype(at::kInt));
   at::Tensor values = pooled_empty(batch_shape(norms, {weight.size(0), k}), weight.options());
-  select_rows(weight, norms, k, Emit::compact, &values, &bitmap);
+  select_rows(weight, norms, k, {.bitmap = reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
+                                  .values = bytes_mut(values)});
   return {bitmap, values};
 }
 

@@ -1,18 +1,27 @@
-// wanda_linear on the CPU. The composite (wanda_prune, then one GEMM) writes the whole pruned weight
-// to memory and reads it back; here, for short prompts, the pruned rows never leave the cache:
-// decode (T <= 8) multiplies each row as soon as it is selected, and up to a few MiB of tokens each
-// thread selects a block of rows into an L2-sized buffer and multiplies that block right away. The
-// op then costs the selection's one read of the weight plus the product.
+// wanda_linear and wanda_linear_compact on the CPU: one selection per (prompt, row), and the pruned
+// rows multiplied while they are still in cache. The composite (wanda_prune, then one GEMM) writes
+// the whole pruned weight to memory and reads it back; here decode-sized prompts (T <= 8) multiply
+// each row as soon as it is selected, and up to a few MiB of tokens each thread selects a block of
+// rows into an L2-sized buffer and multiplies that block right away. wanda_linear_compact also
+// keeps each row's selection as a RowSparse (bitmap + packed values) for the decode steps.
+//
+// Batch invariance: each prompt's tokens that its attention mask keeps (one contiguous run, as left
+// or right padding leaves them) are multiplied on their own, by the path their own count picks, so
+// a prompt in a padded batch gets bit for bit what it gets alone. Padding tokens' outputs come from
+// the same compact weight afterwards.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "op_calls.h"
 #include "op_common.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/parallel_rows.h"
 #include "cpu/row_selector.h"
+#include "cpu/select_rows.h"
 
 namespace mumoe::cpu {
 namespace {
@@ -30,102 +39,215 @@ int64_t block_rows(int64_t d_in, int64_t elem_size) {
 // blocks beat the composite, at 32 MiB (T = 2048 at d_in = 4096) the composite wins.
 constexpr int64_t kBlockedMaxTokenBytes = int64_t(8) << 20;
 
-// A thread's block buffer, reused across calls (a fresh one would pay its page faults each time).
-char* block_buffer(int64_t bytes) {
-  thread_local std::vector<char> buf;
-  if (int64_t(buf.size()) < bytes) buf.resize(bytes);
-  return buf.data();
+// A thread's scratch buffer, reused across calls (a fresh one would pay its page faults each time).
+char* thread_buffer(int which, int64_t bytes) {
+  thread_local std::vector<char> bufs[2];
+  if (int64_t(bufs[which].size()) < bytes) bufs[which].resize(bytes);
+  return bufs[which].data();
 }
 
-// T <= kSmallT: each row's mask goes to an L1 buffer and the row's product with the T tokens is
-// taken at once, while the row is still in cache from its scoring.
-at::Tensor fused_small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
-                         int64_t k, const std::optional<at::Tensor>& bias) {
-  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), d_out = weight.size(0);
-  const int64_t es = weight.element_size();
+// One prompt's compact selection: (d_out, words) bitmap and (d_out, k) values, or nulls when the
+// caller does not keep it.
+struct Compact {
+  uint32_t* bitmap = nullptr;
+  char* values = nullptr;
+};
+
+// T <= kSmallT: each row's compact selection goes to the output (or an L1 scratch row) and the row's
+// product with the T tokens is taken at once from it. Bias added in fp32, rounded once.
+at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
+                   const std::optional<at::Tensor>& bias, Compact c) {
+  const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
+  const int64_t es = weight.element_size(), words = (d + 31) / 32;
   const CpuKernels& K = kernels();
   const DType dt = dtype_of(weight);
   const at::Tensor xf = x.to(at::kFloat).contiguous();
+  const at::Tensor bf = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* xp = xf.const_data_ptr<float>();
+  const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
   const char* wp = static_cast<const char*>(weight.const_data_ptr());
   const float* np = norms.const_data_ptr<float>();
-  at::Tensor y = at::empty({B, T, d_out}, x.options().dtype(at::kFloat));
+  at::Tensor y = at::empty({T, d_out}, x.options().dtype(at::kFloat));
   float* yp = y.mutable_data_ptr<float>();
-  parallel_rows(B * d_out, 32, [&](int64_t s, int64_t e) {
+  parallel_rows(d_out, 32, [&](int64_t s, int64_t e) {
     RowSelector sel(d);
-    uint8_t* mask = reinterpret_cast<uint8_t*>(block_buffer(d));
+    uint32_t* own_bitmap = reinterpret_cast<uint32_t*>(thread_buffer(0, words * 4));
+    char* own_values = thread_buffer(1, k * es);
     float acc[kSmallT];
-    for (int64_t r = s; r < e; ++r) {
-      const int64_t b = r / d_out, i = r % d_out;
+    for (int64_t i = s; i < e; ++i) {
       const char* w = wp + es * i * d;
-      const RowThreshold th = sel.select(K, w, dt, np + (norms.dim() == 2 ? b * d : 0), k,
-                                         r + 1 < e ? wp + es * ((r + 1) % d_out) * d : nullptr);
-      K.emit_mask(sel.keys(), d, th, mask);
-      K.masked_dot(xp + b * T * d, T, w, dt, mask, d, acc);
-      for (int64_t t = 0; t < T; ++t) yp[(b * T + t) * d_out + i] = acc[t];
+      const RowThreshold th = sel.select(K, w, dt, np, k, i + 1 < e ? w + es * d : nullptr);
+      uint32_t* bits = c.bitmap ? c.bitmap + i * words : own_bitmap;
+      char* vals = c.bitmap ? c.values + es * i * k : own_values;
+      K.emit_compact(w, dt, sel.keys(), d, th, k, bits, vals);
+      K.sparse_dot(xp, T, bits, vals, dt, d, k, acc);
+      for (int64_t t = 0; t < T; ++t) yp[t * d_out + i] = acc[t] + (bp ? bp[i] : 0.0f);
     }
   });
-  if (bias) y.add_(*bias);  // in fp32, rounded once with the product
   return y.to(x.scalar_type());
 }
 
 // Larger T, while x stays cached: blocks of rows selected into an L2 buffer, each multiplied
 // by x as soon as it is written (the vendor GEMM, one thread per block).
-at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
-                   int64_t k) {
-  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), d_out = weight.size(0);
-  const int64_t es = weight.element_size(), rows = block_rows(d, es);
-  const int64_t blocks_per_prompt = (d_out + rows - 1) / rows;
+at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
+                   Compact c) {
+  const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
+  const int64_t es = weight.element_size(), words = (d + 31) / 32, rows = block_rows(d, es);
+  const int64_t blocks = (d_out + rows - 1) / rows;
   const CpuKernels& K = kernels();
   const DType dt = dtype_of(weight);
   const char* wp = static_cast<const char*>(weight.const_data_ptr());
   const float* np = norms.const_data_ptr<float>();
-  // The output transposed, (B, d_out, T): a block of weight rows owns a contiguous slice of it.
-  at::Tensor yt = at::empty({B, d_out, T}, x.options());
-  parallel_rows(B * blocks_per_prompt, 1, [&](int64_t s, int64_t e) {
+  const at::Tensor xt = x.t();
+  // The output transposed, (d_out, T): a block of weight rows owns a contiguous slice of it.
+  at::Tensor yt = at::empty({d_out, T}, x.options());
+  parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
     RowSelector sel(d);
-    char* buf = block_buffer(rows * d * es);
+    char* buf = thread_buffer(0, rows * d * es);
     for (int64_t blk = s; blk < e; ++blk) {
-      const int64_t b = blk / blocks_per_prompt, r0 = (blk % blocks_per_prompt) * rows;
-      const int64_t n = std::min(rows, d_out - r0);
+      const int64_t r0 = blk * rows, n = std::min(rows, d_out - r0);
       for (int64_t i = 0; i < n; ++i) {
-        const char* w = wp + es * (r0 + i) * d;
-        const RowThreshold th = sel.select(K, w, dt, np + (norms.dim() == 2 ? b * d : 0), k,
-                                           i + 1 < n ? w + es * d : nullptr);
+        const int64_t r = r0 + i;
+        const char* w = wp + es * r * d;
+        const RowThreshold th = sel.select(K, w, dt, np, k, i + 1 < n ? w + es * d : nullptr);
         K.emit_pruned(w, dt, sel.keys(), d, th, buf + es * i * d, /*streaming=*/false);
+        if (c.bitmap) K.emit_compact(w, dt, sel.keys(), d, th, k, c.bitmap + r * words, c.values + es * r * k);
       }
       const at::Tensor block = at::from_blob(buf, {n, d}, weight.options());
-      at::Tensor out = yt.select(0, b).narrow(0, r0, n);
-      at::mm_out(out, block, x.select(0, b).t());
+      at::Tensor out = yt.narrow(0, r0, n);
+      at::mm_out(out, block, xt);
     }
   });
-  return yt.transpose(1, 2).contiguous();
+  return yt.t().contiguous();
 }
 
-at::Tensor wanda_linear_cpu(const at::Tensor& x_, const at::Tensor& weight_,
-                            const std::optional<at::Tensor>& bias, int64_t k,
-                            const std::optional<at::Tensor>& attention_mask) {
+// Long prompts: the GEMM dwarfs the selection, and one full-size GEMM reads x only once.
+at::Tensor composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
+                     int64_t k, Compact c) {
+  at::Tensor pruned = pooled_empty(weight.sizes(), weight.options());
+  select_rows(weight, norms, k, {.pruned = static_cast<char*>(pruned.mutable_data_ptr()),
+                                 .bitmap = c.bitmap, .values = c.values});
+  return at::linear(x, pruned);
+}
+
+// One prompt's tokens (T, d) -> (T, d_out), bias included.
+at::Tensor prompt_product(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
+                          int64_t k, const std::optional<at::Tensor>& bias, Compact c) {
+  if (x.size(0) <= kSmallT) return small_t(x, weight, norms, k, bias, c);
+  at::Tensor y = x.numel() * x.element_size() <= kBlockedMaxTokenBytes
+                     ? blocked(x, weight, norms, k, c)
+                     : composite(x, weight, norms, k, c);
+  return bias ? y.add_(*bias) : y;
+}
+
+// The tokens of each prompt that count: [begin, end) when its attention mask keeps one contiguous
+// run (no padding, left or right padding); the whole prompt when it keeps none or leaves holes
+// (its norms still skip the masked tokens, but its products are then taken over all T tokens).
+struct Span {
+  int64_t begin, end;
+};
+
+std::vector<Span> token_spans(const std::optional<at::Tensor>& attention_mask, int64_t B, int64_t T) {
+  std::vector<Span> spans(B, Span{0, T});
+  if (!attention_mask) return spans;
+  const at::Tensor keep = attention_mask->ne(0).to(at::kByte).reshape({B, T}).contiguous();
+  const uint8_t* kp = keep.const_data_ptr<uint8_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const uint8_t* row = kp + b * T;
+    int64_t first = -1, last = -1, count = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (!row[t]) continue;
+      if (first < 0) first = t;
+      last = t;
+      ++count;
+    }
+    if (count > 0 && count == last - first + 1) spans[b] = Span{first, last + 1};
+  }
+  return spans;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
+    const at::Tensor& x_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t k,
+    const std::optional<at::Tensor>& attention_mask, bool keep_compact) {
   check_wanda_linear_args(x_, weight_, bias, k);
-  const at::Tensor norms = call_col_norms(x_, attention_mask).contiguous();  // raises on NaN/Inf
-  if (k == weight_.size(1)) return at::linear(x_, weight_, bias);
+  const at::Tensor norms_ = call_col_norms(x_, attention_mask);  // raises on NaN/Inf
   const at::Tensor x = x_.dim() == 3 ? x_.contiguous() : x_.contiguous().unsqueeze(0);
   const at::Tensor weight = weight_.contiguous();
-  at::Tensor y;
-  if (x.size(1) <= kSmallT) {
-    y = fused_small_t(x, weight, norms, k, bias);
-  } else if (x.size(1) * x.size(2) * x.element_size() <= kBlockedMaxTokenBytes) {
-    y = blocked(x, weight, norms, k);
-  } else {
-    // Long prompts: the GEMM dwarfs the selection, and one full-size GEMM reads x only once.
-    const at::Tensor pruned = call_wanda_prune_unchecked(weight, norms, k);
-    y = dense_linear(x, pruned, std::nullopt);
+  const at::Tensor norms = (norms_.dim() == 1 ? norms_.unsqueeze(0) : norms_).contiguous();
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), d_out = weight.size(0);
+  const int64_t es = weight.element_size(), words = (d + 31) / 32;
+  const std::vector<Span> spans = token_spans(attention_mask, B, T);
+  const bool padded = std::any_of(spans.begin(), spans.end(),
+                                  [&](const Span& s) { return s.begin != 0 || s.end != T; });
+  // Padding tokens are multiplied from the compact weight, so it is built whenever there are any.
+  const bool compact = keep_compact || padded;
+  at::Tensor bitmap, values;
+  if (compact) {
+    bitmap = pooled_empty({B, d_out, words}, weight.options().dtype(at::kInt));
+    values = pooled_empty({B, d_out, k}, weight.options());
   }
-  if (bias && x.size(1) > kSmallT) y.add_(*bias);
-  return x_.dim() == 3 ? y : y.squeeze(0);
+  at::Tensor y;
+  if (B == 1 && !padded) {
+    const Compact c = compact ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
+                                        static_cast<char*>(values.mutable_data_ptr())}
+                              : Compact{};
+    y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, bias, c).unsqueeze(0);
+  } else {
+    y = at::empty({B, T, d_out}, x.options());
+    for (int64_t b = 0; b < B; ++b) {
+      const Compact c = compact
+                            ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()) + b * d_out * words,
+                                      static_cast<char*>(values.mutable_data_ptr()) + es * b * d_out * k}
+                            : Compact{};
+      const Span sp = spans[b];
+      const at::Tensor xb = x.select(0, b);
+      // A fresh copy: the prompt's tokens then sit exactly as they would alone (the vendor GEMM
+      // may round differently for another alignment).
+      const at::Tensor tokens = xb.narrow(0, sp.begin, sp.end - sp.begin).clone();
+      y.select(0, b).narrow(0, sp.begin, sp.end - sp.begin)
+          .copy_(prompt_product(tokens, weight, norms.select(0, b), k, bias, c));
+      for (const Span pad : {Span{0, sp.begin}, Span{sp.end, T}}) {
+        if (pad.end <= pad.begin) continue;
+        y.select(0, b).narrow(0, pad.begin, pad.end - pad.begin)
+            .copy_(call_sparse_linear(xb.narrow(0, pad.begin, pad.end - pad.begin),
+                                      bitmap.select(0, b), values.select(0, b), d, bias));
+      }
+    }
+  }
+  if (x_.dim() == 2) {
+    y = y.squeeze(0);
+    if (compact) bitmap = bitmap.squeeze(0), values = values.squeeze(0);
+  }
+  return {y, bitmap, values};
+}
+
+at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, int64_t k,
+                            const std::optional<at::Tensor>& attention_mask) {
+  if (k == weight.size(-1)) {  // density 1: exactly F.linear (the norms still refuse NaN/Inf)
+    check_wanda_linear_args(x, weight, bias, k);
+    call_col_norms(x, attention_mask);
+    return at::linear(x, weight, bias);
+  }
+  return std::get<0>(linear_impl(x, weight, bias, k, attention_mask, /*keep_compact=*/false));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t k,
+    const std::optional<at::Tensor>& attention_mask) {
+  if (k == weight.size(-1)) {  // density 1: y exactly F.linear, the compact weight keeps every entry
+    check_wanda_linear_args(x, weight, bias, k);
+    auto [bitmap, values] = call_prune_rows(weight, call_col_norms(x, attention_mask), k);
+    return {at::linear(x, weight, bias), bitmap, values};
+  }
+  return linear_impl(x, weight, bias, k, attention_mask, /*keep_compact=*/true);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mumoe, CPU, m) { m.impl("wanda_linear", &wanda_linear_cpu); }
+TORCH_LIBRARY_IMPL(mumoe, CPU, m) {
+  m.impl("wanda_linear", &wanda_linear_cpu);
+  m.impl("wanda_linear_compact", &wanda_linear_compact_cpu);
+}
 
 }  // namespace mumoe::cpu

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..models.hf_cache import cache_in_output, cache_kwarg
+
 MODES = ("window", "prefix")
 
 
@@ -58,7 +60,8 @@ def _prefix_nll(model, window, half):
     first = _token_nll(out.logits[:, -1:], rest[:, :1])  # token h, predicted from the prompt
     if rest.shape[1] == 1:
         return first
-    cont = model(input_ids=rest[:, :-1], past_key_values=out.past_key_values, use_cache=True)
+    cache = {cache_kwarg(model): cache_in_output(out)}
+    cont = model(input_ids=rest[:, :-1], use_cache=True, **cache)
     return torch.cat([first, _token_nll(cont.logits, rest[:, 1:])])
 
 

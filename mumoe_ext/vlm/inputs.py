@@ -47,7 +47,8 @@ def encode(processor, prompt: str, image=None, *, pad_to_square: bool = True) ->
         if pad_to_square:
             pil = expand_to_square(pil, _background(processor))
         batch = processor(images=pil, text=prompt, return_tensors="pt")
-    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    # token_type_ids: some tokenizers return them (transformers 4.x here), LLaVA takes none
+    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "token_type_ids"}
 
 
 def to_model(inputs: dict, model) -> dict:

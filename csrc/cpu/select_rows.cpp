@@ -1,0 +1,31 @@
+#include "cpu/select_rows.h"
+
+#include "cpu/parallel_rows.h"
+#include "cpu/row_selector.h"
+
+namespace mumoe::cpu {
+
+void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, const RowOutputs& out,
+                 int64_t row_begin, int64_t row_end) {
+  const int64_t d_out = weight.size(0), d = weight.size(1);
+  const int64_t es = weight.element_size(), words = (d + 31) / 32;
+  const CpuKernels& K = kernels();
+  const DType dt = dtype_of(weight);
+  const char* wp = static_cast<const char*>(weight.const_data_ptr());
+  const float* np = norms.const_data_ptr<float>();
+  const bool batched = norms.dim() == 2;
+  parallel_rows(row_end - row_begin, 32, [&](int64_t s, int64_t e) {
+    RowSelector sel(d);
+    for (int64_t r = row_begin + s; r < row_begin + e; ++r) {
+      const int64_t b = r / d_out, i = r % d_out;
+      const char* w = wp + es * i * d;
+      const char* next = r + 1 < row_begin + e ? wp + es * ((r + 1) % d_out) * d : nullptr;
+      const RowThreshold th = sel.select(K, w, dt, np + (batched ? b * d : 0), k, next);
+      if (out.mask) K.emit_mask(sel.keys(), d, th, out.mask + r * d);
+      if (out.pruned) K.emit_pruned(w, dt, sel.keys(), d, th, out.pruned + es * r * d, out.streaming);
+      if (out.bitmap) K.emit_compact(w, dt, sel.keys(), d, th, k, out.bitmap + r * words, out.values + es * r * k);
+    }
+  });
+}
+
+}  // namespace mumoe::cpu
