@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_eval_parser(subparsers)
     add_table_parser(subparsers)
+    from .perf.cli import add_parser as add_bench_generate_parser
+    add_bench_generate_parser(subparsers)
     try:
         from .vlm.cli import register  # eval-vlm / score, when the VLM part is present
     except ImportError:

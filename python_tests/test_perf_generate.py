@@ -1,0 +1,77 @@
+"""bench-generate's measurement logic (not its speed): token timing, records, ratios, output files."""
+import json
+import math
+
+import pytest
+import torch
+
+from mumoe_ext.perf.generate_bench import Record, _compare, bench_generate, markdown_table, time_generate
+from mumoe_ext.perf.shapes import SHAPES, random_model
+from mumoe_ext.models import sparsify, sparsify_state
+
+from helpers_models import tiny_llama, token_windows
+
+
+def test_time_generate_times_every_token_and_reports_kept_bytes():
+    model = tiny_llama()
+    t = time_generate(model, token_windows(1, 8), 5)
+    assert len(t.step_s) == 4 and t.prefill_s > 0 and all(s > 0 for s in t.step_s)
+    assert t.kept_mib == 0
+    sparsify(model, "mumoe", 0.5)
+    t = time_generate(model, token_windows(1, 8), 3)
+    # 2 layers x 7 linears, each (d_out, k) fp32 values + (d_out, ceil(d_in/32)) bitmap words
+    want = sum(m.out_features * (m.in_features // 2 * 4 + math.ceil(m.in_features / 32) * 4)
+               for m in model.modules() if type(m).__name__ == "MuMoELinear")
+    assert t.kept_mib * 2**20 == pytest.approx(want)
+    with pytest.raises(ValueError, match="new_tokens"):
+        time_generate(model, token_windows(1, 8), 1)
+
+
+def test_bench_generate_restores_the_model_and_compares_with_dense():
+    model = tiny_llama()
+    records = bench_generate(model, [0.5, 0.3], prompt_tokens=8, new_tokens=3, repeats=2)
+    assert [(r.method, r.density) for r in records] == [("dense", 1.0), ("mumoe", 0.5), ("mumoe", 0.3)]
+    assert sparsify_state(model) is None
+    dense = records[0]
+    for r in records[1:]:
+        assert r.decode_speedup == pytest.approx(dense.decode_ms / r.decode_ms)
+        assert r.prefill_overhead == pytest.approx(r.prefill_ms / dense.prefill_ms)
+        assert len(r.prefill_ms_all) == 2
+    assert "| mumoe | 0.3 |" in markdown_table(records)
+
+
+def _rec(prefill, decode):
+    return Record("x", 0.5, 8, 33, prefill, decode, 1e3 / decode,
+                  33 / ((prefill + 32 * decode) / 1e3), 0, 0, 1, [prefill], [decode])
+
+
+def test_break_even_tokens():
+    dense = _rec(100.0, 10.0)
+    assert _compare(_rec(160.0, 6.0), dense).break_even_tokens == pytest.approx(15.0)  # 60 / 4
+    assert _compare(_rec(90.0, 6.0), dense).break_even_tokens == 0.0
+    assert _compare(_rec(160.0, 12.0), dense).break_even_tokens == math.inf
+
+
+def test_shapes_are_the_real_models_and_layers_truncate():
+    model = random_model("tinyllama-1.1b", layers=1, dtype=torch.bfloat16)
+    c = model.config
+    assert (c.hidden_size, c.intermediate_size, c.num_key_value_heads, c.num_hidden_layers) == (2048, 5632, 4, 1)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert SHAPES["llama-2-7b"]["intermediate_size"] == 11008
+    with pytest.raises(ValueError, match="shape must be one of"):
+        random_model("gpt-5")
+
+
+def test_cli_writes_json_and_markdown(tmp_path, monkeypatch):
+    from mumoe_ext import cli
+    import mumoe_ext.perf.shapes as shapes
+    monkeypatch.setitem(shapes.SHAPES, "tiny", dict(hidden_size=32, intermediate_size=64,
+                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                        vocab_size=128, max_position_embeddings=128))
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    assert cli.main(["bench-generate", "--shape", "tiny", "--prompt-tokens", "8", "--new-tokens", "3",
+                     "--repeats", "1", "--dtype", "float32", "--out", str(out), "--markdown", str(md)]) == 0
+    data = json.loads(out.read_text())
+    assert {"cpu", "torch", "transformers", "commit", "command"} <= set(data["machine"])
+    assert [r["method"] for r in data["records"]] == ["dense", "mumoe"]
+    assert "decode ms/token" in md.read_text()
