@@ -95,17 +95,14 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, con
 
 // Per-sample product of x (B?, T, d_in) with B? weight row sets, computed by
 // `row_dot(b, i, tokens of sample b, T, out)` from `tokens`: x as the kernel wants it, contiguous.
-template <class RowDot>
-at::Tensor small_t_linear(const at::Tensor& x, const at::Tensor& tokens, int64_t d_out,
-                          int64_t n_weights, const std::optional<at::Tensor>& bias, RowDot row_dot) {
-  const bool batched = x.dim() == 3;
-  const int64_t B = batched ? x.size(0) : 1, T = x.size(-2), d = x.size(-1);
-  at::Tensor out = at::empty({B, T, d_out}, x.options().dtype(at::kFloat));
-  at::Tensor bf = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
-  const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
-  float* op = out.mutable_data_ptr<float>();
-  const char* xp = bytes(tokens);
-  const int64_t sample_bytes = T * d * tokens.element_size();
+// Writes y in the output's dtype straight from the fp32 accumulator (one rounding, as .to() would).
+template <class Out>
+inline void store(Out* p, float v) { *p = Out(v); }
+
+template <class Out, class RowDot>
+void small_t_rows(const char* xp, int64_t sample_bytes, int64_t B, int64_t T, int64_t d_out,
+                  int64_t n_weights, const at::Tensor& bias, Out* op, const RowDot& row_dot) {
+  const bool has_bias = bias.defined();
   // Long runs of rows per chunk keep each thread's weight stream sequential (the prefetchers
   // restart at every jump), while still giving every thread a few chunks to balance.
   const int64_t rows = B * d_out;
@@ -115,10 +112,33 @@ at::Tensor small_t_linear(const at::Tensor& x, const at::Tensor& tokens, int64_t
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
       row_dot(n_weights == 1 ? 0 : b, i, xp + b * sample_bytes, T, acc);
-      for (int64_t t = 0; t < T; ++t) op[(b * T + t) * d_out + i] = acc[t] + (bp ? bp[i] : 0.0f);
+      const float bi = has_bias ? float(bias.const_data_ptr<Out>()[i]) : 0.0f;
+      for (int64_t t = 0; t < T; ++t) store(op + (b * T + t) * d_out + i, acc[t] + bi);
     }
   });
-  out = out.to(x.scalar_type());
+}
+
+// Per-sample product of x (B?, T, d_in) with B? weight row sets, computed by
+// `row_dot(b, i, tokens of sample b, T, out)` from `tokens`: x as the kernel wants it, contiguous.
+template <class RowDot>
+at::Tensor small_t_linear(const at::Tensor& x, const at::Tensor& tokens, int64_t d_out,
+                          int64_t n_weights, const std::optional<at::Tensor>& bias, RowDot row_dot) {
+  const bool batched = x.dim() == 3;
+  const int64_t B = batched ? x.size(0) : 1, T = x.size(-2), d = x.size(-1);
+  at::Tensor out = at::empty({B, T, d_out}, x.options());
+  const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
+  const char* xp = bytes(tokens);
+  const int64_t sample_bytes = T * d * tokens.element_size();
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      small_t_rows(xp, sample_bytes, B, T, d_out, n_weights, b, out.mutable_data_ptr<float>(), row_dot);
+      break;
+    case at::kHalf:
+      small_t_rows(xp, sample_bytes, B, T, d_out, n_weights, b, out.mutable_data_ptr<at::Half>(), row_dot);
+      break;
+    default:
+      small_t_rows(xp, sample_bytes, B, T, d_out, n_weights, b, out.mutable_data_ptr<at::BFloat16>(), row_dot);
+  }
   return batched ? out : out.squeeze(0);
 }
 

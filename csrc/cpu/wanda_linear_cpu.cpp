@@ -98,9 +98,9 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   const DType dt = dtype_of(weight);
   const char* wp = static_cast<const char*>(weight.const_data_ptr());
   const float* np = norms.const_data_ptr<float>();
-  const at::Tensor xt = x.t();
-  // The output transposed, (d_out, T): a block of weight rows owns a contiguous slice of it.
-  at::Tensor yt = at::empty({d_out, T}, x.options());
+  // A block of weight rows owns a column slice of y: the GEMM writes it in place (ldc = d_out),
+  // no transposed copy of the output afterwards.
+  at::Tensor y = at::empty({T, d_out}, x.options());
   parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
     RowSelector sel(d);
     char* buf = thread_buffer(0, rows * d * es);
@@ -114,11 +114,11 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
         if (c.bitmap) K.emit_compact(w, dt, sel.keys(), d, th, k, c.bitmap + r * words, c.values + es * r * k);
       }
       const at::Tensor block = at::from_blob(buf, {n, d}, weight.options());
-      at::Tensor out = yt.narrow(0, r0, n);
-      at::mm_out(out, block, xt);
+      at::Tensor out = y.narrow(1, r0, n);
+      at::mm_out(out, x, block.t());
     }
   });
-  return yt.t().contiguous();
+  return y;
 }
 
 // Long prompts: the GEMM dwarfs the selection, and one full-size GEMM reads x only once.

@@ -3,11 +3,13 @@ layer lazily, and a lookup at import time would be a cycle."""
 from __future__ import annotations
 
 import importlib
+import sys
 
 
 def op(name: str):
     """`mumoe_ext.<name>` (the compiled op's typed wrapper)."""
-    return getattr(importlib.import_module("mumoe_ext"), name)
+    module = sys.modules.get("mumoe_ext") or importlib.import_module("mumoe_ext")
+    return getattr(module, name)
 
 
 def has_op(name: str) -> bool:
