@@ -114,7 +114,7 @@ def write_tiny_tasks(folder) -> str:
     return str(folder)
 
 
-def ptb_cloze_docs(ptb_test: str, n=8, ctx_words=8, cont_words=3, seed=0):
+def ptb_cloze_docs(ptb_test: str, n=6, ctx_words=8, cont_words=3, seed=0):
     with open(ptb_test, encoding="utf-8") as f:
         sents = [line.split() for line in f if len(line.split()) >= ctx_words + cont_words]
     rng = random.Random(seed)

