@@ -8,7 +8,7 @@ import importlib
 
 WANDA_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge",
                "openbookqa")
-INSTALL_HINT = "pip install 'lm-eval>=0.4.9,<0.5' (or pip install -e .[lm-eval])"
+INSTALL_HINT = "pip install 'lm-eval>=0.4.13,<0.5' (or pip install -e .[lm-eval])"
 
 _LAZY = {"MuMoELM": "model", "is_prompt_dependent": "model", "prepare_model": "model",
          "run_lm_eval": "runner", "score_requests": "scoring", "model_input": "scoring",
