@@ -133,6 +133,10 @@ def test_bad_arguments():
                           ({"method": "bogus"}, "method")]:
         with pytest.raises(ValueError, match=f"count_flops: {match}"):
             count_flops(config, **{"density": 0.5, **kwargs})
+    from transformers import GPTNeoXConfig  # fused query_key_value: refused, never undercounted
+    with pytest.raises(ValueError, match="count_flops: found 0 attention calls"):
+        count_flops(GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, vocab_size=VOCAB), 0.5, 8)
 
 
 # --- calflops on the dense model -----------------------------------------------------------------

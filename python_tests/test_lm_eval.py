@@ -42,7 +42,7 @@ def task_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tasks(task_dir):
-    return TaskManager(include_path=task_dir)
+    return TaskManager(include_path=task_dir, include_defaults=False)  # skip indexing ~300 tasks
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def saved_model(tmp_path_factory):
     return str(folder)
 
 
-def test_cli_grid_with_offline_calibration(saved_model, task_dir, tmp_path, capsys):
+def test_cli_grid_with_offline_calibration(saved_model, task_dir, tasks, tmp_path, capsys):
     from helpers_models import tiny_text
     from mumoe_ext.cli import main
     calib = tmp_path / "calib.txt"
@@ -290,7 +290,7 @@ def test_cli_grid_with_offline_calibration(saved_model, task_dir, tmp_path, caps
     result = lm_eval.simple_evaluate(
         model="mumoe", model_args={"pretrained": saved_model, "method": "mumoe", "density": 0.5,
                                    "progress": False},
-        tasks=["tiny_mc"], task_manager=TaskManager(include_path=task_dir), limit=6,
+        tasks=["tiny_mc"], task_manager=tasks, limit=6,
         batch_size=2, verbosity="ERROR", bootstrap_iters=0)
     mumoe_acc = next(r["value"] for r in acc if r["method"] == "mumoe")
     assert result["results"]["tiny_mc"]["acc,none"] == mumoe_acc
@@ -321,7 +321,8 @@ def smollm2_cloze(tmp_path_factory):
         pytest.skip("needs shared/data (MUMOE_DATA_DIR) for the PTB test sentences")
     model, tokenizer = mumoe_ext.load_model("smollm2-135m")
     folder = write_ptb_cloze(tmp_path_factory.mktemp("ptb_cloze"), ptb)
-    return mumoe_ext.sparsify(model, "mumoe", DENSITY), tokenizer, TaskManager(include_path=folder)
+    return (mumoe_ext.sparsify(model, "mumoe", DENSITY), tokenizer,
+            TaskManager(include_path=folder, include_defaults=False))
 
 
 def test_smollm2_ptb_cloze_batch_independent(smollm2_cloze):

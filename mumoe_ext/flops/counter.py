@@ -108,6 +108,7 @@ class _Tally:
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
         self.rotary = any("Rotary" in type(m).__name__ for m in model.modules())
+        self.attention_calls = 0
 
     def linear(self, name, module, x):
         tokens = _tokens(x, module.in_features)
@@ -130,6 +131,7 @@ class _Tally:
             self.lines["mumoe: compact weight"].add(n)
 
     def attention(self, module, hidden):
+        self.attention_calls += 1
         batch, tokens = hidden.shape[0], hidden.shape[1]
         head_dim = int(getattr(module, "head_dim", 0) or
                        getattr(self.config, "head_dim", 0) or hidden.shape[-1] // self.heads)
@@ -244,6 +246,11 @@ def count_flops(config_or_model, density: float = 1.0, tokens: int = 128, method
     finally:
         for h in handles:
             h.remove()
+    if tally.attention_calls != len(layers):
+        raise ValueError(f"count_flops: found {tally.attention_calls} attention calls for "
+                         f"{len(layers)} decoder layers of {type(model).__name__}; only attention "
+                         f"modules named *Attention with a q_proj (OPT, Llama, Mistral, Qwen, ...) "
+                         f"are counted")
     label = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
     lines = {k: v for k, v in tally.lines.items() if v.flops or v.macs}
     return FlopsReport(label, method, float(density), tokens, lines)
