@@ -111,7 +111,11 @@ setup(
     install_requires=["torch", "numpy", "tqdm"],
     extras_require={"hf": ["transformers", "accelerate", "gguf"],
                     "test": ["pytest", "pytest-benchmark", "pillow"],
-                    "bench": ["pytest-benchmark", "matplotlib"]},
+                    "bench": ["pytest-benchmark", "matplotlib"],
+                    # `mumoe lm-eval` / mumoe_ext.lm_eval (tested with lm-eval 0.4.13)
+                    "lm-eval": ["lm-eval>=0.4.13,<0.5"],
+                    # cross-check of `mumoe flops` in the tests (small: torch, accelerate, hub)
+                    "flops": ["calflops>=0.3.2"]},
     entry_points={"console_scripts": ["mumoe = mumoe_ext.cli:main"]},
     zip_safe=False,
 )

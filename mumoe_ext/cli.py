@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         register = None
     if register is not None:
         register(subparsers)
+    from .lm_eval.cli import register as register_lm_eval  # lm-eval; imports lm_eval only to run
+    register_lm_eval(subparsers)
+    from .flops.cli import register as register_flops
+    register_flops(subparsers)
     return parser
 
 
