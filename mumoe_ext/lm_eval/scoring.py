@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..models.hf_cache import cache_in_output, cache_kwarg
+
 MASK_SOURCES = ("input", "context")
 
 
@@ -49,8 +51,8 @@ def _logits_context(model, ids, n_context):
     first = prefill.logits[0, -1:]  # predicts the first continuation token
     if ids.shape[1] == n_context:
         return first
-    rest = model(input_ids=ids[:, n_context:], past_key_values=prefill.past_key_values,
-                 use_cache=True)
+    cache = {cache_kwarg(model): cache_in_output(prefill)}
+    rest = model(input_ids=ids[:, n_context:], use_cache=True, **cache)
     return torch.cat([first, rest.logits[0]])
 
 
