@@ -108,8 +108,8 @@ setup(
     ext_modules=[CMakeExtension("mumoe_ext._C")],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.10",
-    install_requires=["torch", "numpy", "tqdm"],
-    extras_require={"hf": ["transformers", "accelerate", "gguf"],
+    install_requires=["torch>=2.13", "numpy", "tqdm"],  # tested: 2.13 and the newest (.ci/run)
+    extras_require={"hf": ["transformers>=4.57", "accelerate", "gguf"],  # tested: 4.57.6 and the newest 5.x
                     "test": ["pytest", "pytest-benchmark", "pillow"],
                     "bench": ["pytest-benchmark", "matplotlib"],
                     # `mumoe lm-eval` / mumoe_ext.lm_eval (tested with lm-eval 0.4.13)
