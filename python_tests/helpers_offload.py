@@ -40,6 +40,11 @@ def _device_map(family: str, layer0: str, layer1: str, rest: str = "cpu") -> dic
     return {**{n: rest_device for n in rest}, f"{layers}.0": layer0, f"{layers}.1": layer1}
 
 
+def disk_map(family: str) -> dict:
+    """Both decoder layers on disk, the rest on the CPU."""
+    return _device_map(family, "disk", "disk")
+
+
 def save_tiny(family: str, folder) -> str:
     path = os.path.join(folder, f"tiny-{family}")
     if not os.path.isdir(path):
@@ -81,7 +86,7 @@ def dispatched(layout: str, family: str, folder):
         return _load(path, device_map=_device_map(family, "cpu", "disk"),
                      offload_folder=offload), path, offload
     if layout == "auto":
-        return _load(path, device_map="auto", max_memory={"cpu": 40_000},
+        return _load(path, device_map="auto", max_memory={"cpu": 60_000},
                      offload_folder=offload), path, offload
     model = _load(path)
     if layout == "cpu_offload":

@@ -17,8 +17,8 @@ from mumoe_ext.models.hf_cache import cache_in_output
 from conftest import cuda_devices
 from helpers_generation import expected_masks, static_logits
 from helpers_models import token_windows
-from helpers_offload import (BUILD, KINDS, LAYERS, LAYOUTS, OffloadedOnDevice, dispatched, plain,
-                             read_state, save_tiny, tree_digest)
+from helpers_offload import (BUILD, KINDS, LAYERS, LAYOUTS, OffloadedOnDevice, disk_map, dispatched,
+                             plain, read_state, save_tiny, tree_digest)
 
 DENSITY = 0.5
 CASES = [(layout, "llama") for layout in LAYOUTS] + [("hf-disk", "opt"), ("ram+dat", "opt")]
@@ -208,10 +208,8 @@ def test_keep_originals_false_keeps_nothing_and_restore_says_so(folder):
 def test_disk_offload_without_a_folder_asks_for_offload_folder(folder, tmp_path):
     from transformers import AutoModelForCausalLM
     path = save_tiny("llama", folder)
-    try:  # transformers 5 reads disk weights from the checkpoint and needs no offload folder
-        model = AutoModelForCausalLM.from_pretrained(path, device_map={"": "disk"})
-    except ValueError:
-        pytest.skip("this transformers release needs an offload_folder for disk offloading")
+    # transformers reads disk-offloaded safetensors weights from the checkpoint: no folder needed
+    model = AutoModelForCausalLM.from_pretrained(path, device_map=disk_map("llama"))
     before = read_state(model)
     with pytest.raises(ValueError, match="offload_folder"):
         sparsify(model, "magnitude", DENSITY)
@@ -220,6 +218,7 @@ def test_disk_offload_without_a_folder_asks_for_offload_folder(folder, tmp_path)
     assert len([f for _, _, fs in os.walk(tmp_path) for f in fs]) == len(select_linears(model))
     restore(model)
     assert all(torch.equal(v, before[k]) for k, v in read_state(model).items())
+    assert not any(fs for _, _, fs in os.walk(tmp_path))
 
 
 def test_bad_offload_arguments_raise_clear_errors(folder, tmp_path):
