@@ -152,6 +152,21 @@ def test_offline_pruning_lands_where_accelerate_reads_and_restores(layout, famil
     assert tree_digest(offload) == files[1]  # the pruned weights' files are gone
 
 
+@pytest.mark.filterwarnings("ignore:Attempting to save a model with offloaded modules")
+def test_save_pretrained_of_a_pruned_offloaded_model_saves_the_pruned_weights(folder, tmp_path):
+    from transformers import AutoModelForCausalLM
+    model, _, _ = dispatched("hf-disk", "llama", folder)
+    ref = plain("llama", folder)
+    for m in (model, ref):
+        sparsify(m, "wanda", DENSITY, calib=_calib(), progress=False)
+    model.save_pretrained(tmp_path / "saved")
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "saved").state_dict()
+    want = ref.state_dict()
+    assert set(saved) == set(want)
+    assert all(torch.equal(saved[k], want[k]) for k in want)
+    restore(model)
+
+
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt", "mumoe"])
 def test_one_offloaded_weight_on_a_device_at_a_time(method, folder):
     """Calibration runs layer by layer and each offloaded weight comes to the execution device only
