@@ -102,6 +102,7 @@ class PromptContext:
     def _clear(self):
         self.phase = PLAIN
         self.token_mask: torch.Tensor | None = None     # (B, T) bool, None when no padding
+        self._masks_on: dict = {}                        # device -> token_mask there
         self.batch_shape: tuple[int, int] | None = None  # (prompts, tokens) of this call
         self.session: CacheSession | None = None
         self._cache = None
@@ -166,9 +167,13 @@ class PromptContext:
 
     def mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
         am = self.token_mask
-        if am is not None and tuple(am.shape) == tuple(x.shape[:-1]) and am.device == x.device:
-            return am
-        return None
+        if am is None or tuple(am.shape) != tuple(x.shape[:-1]):
+            return None
+        if am.device != x.device:  # layers dispatched to other devices than the inputs (accelerate)
+            if x.device not in self._masks_on:
+                self._masks_on[x.device] = am.to(x.device)
+            am = self._masks_on[x.device]
+        return am
 
 
 def _batch_shape(args, kwargs):

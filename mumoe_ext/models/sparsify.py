@@ -1,8 +1,9 @@
 """`sparsify(model, method, density, ...)` prunes a Hugging Face model in place; `restore` undoes it.
 
 Methods: ``dense`` (no-op, still restorable), ``magnitude``, ``wanda`` and ``sparsegpt`` (offline,
-calibrated; they overwrite weights, the originals are kept on the CPU for `restore`) and
+calibrated; they overwrite weights, the originals are kept for `restore` as `keep_originals` says) and
 ``mumoe`` (online: selected linears become `MuMoELinear`s that re-prune per prompt).
+Models dispatched by accelerate (device_map, CPU/disk offload) keep their hooks: docs/offload.md.
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from .._checks import check_density
 from ..pruning.calibration import calibration_batches
 from ..pruning.magnitude import prune_magnitude
 from ..pruning.offline import OFFLINE_METHODS, prune_layers
+from .accelerate_hooks import carry_hook
 from .adapters import find_adapter
 from .mumoe_linear import MuMoELinear
 from .prompt_context import PromptContext
+from .pruned_weights import PrunedWeights
 from .selection import select_linears
 
 METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "mumoe")
@@ -31,7 +34,8 @@ class SparsifyState:
     method: str
     density: float
     names: list
-    originals: dict = field(default_factory=dict)  # name -> CPU copy of the weight
+    originals: dict = field(default_factory=dict)  # name -> CPU copy of the weight (VLM parts)
+    weights: PrunedWeights | None = None          # what the offline methods changed, and originals
     swapped: dict = field(default_factory=dict)    # name -> the original nn.Linear
     hooks: list = field(default_factory=list)
     context: PromptContext | None = None
@@ -82,7 +86,7 @@ def _calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir):
     return list(itertools.islice(calibration_batches(calib), nsamples))
 
 
-def _prune_offline(model, method, density, linears, batches, progress, opts):
+def _prune_offline(model, method, density, linears, batches, progress, opts, edit_weight):
     adapter = find_adapter(model)
     by_layer: dict[int, dict] = {}
     for name, lin in linears.items():
@@ -97,7 +101,8 @@ def _prune_offline(model, method, density, linears, batches, progress, opts):
     model.config.use_cache = False
     try:
         prune_layers(model, layers[:last + 1], method, density, batches,
-                     linears_of=lambda i, layer: by_layer.get(i, {}), progress=progress, **opts)
+                     linears_of=lambda i, layer: by_layer.get(i, {}), progress=progress,
+                     edit_weight=edit_weight, **opts)
     finally:
         model.config.use_cache = use_cache
 
@@ -105,7 +110,9 @@ def _prune_offline(model, method, density, linears, batches, progress, opts):
 def _swap_in_mumoe(model, linears, density, state):
     state.context = PromptContext()
     for name, lin in linears.items():
-        model.set_submodule(name, MuMoELinear(lin, density, state.context))
+        mumoe = MuMoELinear(lin, density, state.context)
+        carry_hook(lin, mumoe)  # an accelerate-dispatched linear: same devices, same offloading
+        model.set_submodule(name, mumoe)
         state.swapped[name] = lin
     state.hooks.append(model.register_forward_pre_hook(state.context.pre_hook, with_kwargs=True))
     state.hooks.append(model.register_forward_hook(state.context.post_hook, always_call=True))
@@ -114,7 +121,8 @@ def _swap_in_mumoe(model, linears, density, state):
 @torch.no_grad()
 def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamples: int = 128,
              seqlen: int | None = None, seed: int = 0, include=None, exclude=None,
-             progress: bool = True, tokenizer=None, data_dir: str | None = None, **opts) -> nn.Module:
+             progress: bool = True, tokenizer=None, data_dir: str | None = None,
+             keep_originals=True, offload_folder=None, **opts) -> nn.Module:
     """Prune `model` in place with `method` keeping `density` of the weights; returns `model`.
 
     calib (wanda, sparsegpt): a dataset name (``wikitext2``, ``ptb``, ``c4`` or a text file path;
@@ -122,6 +130,10 @@ def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamp
     model-forward kwargs (e.g. LLaVA batches with ``pixel_values``); at most `nsamples` are used.
     include/exclude: glob patterns over module names (default: all linears of the decoder layers).
     opts: ``blocksize`` (128) and ``percdamp`` (0.01) for sparsegpt.
+    keep_originals (offline methods): True keeps what `restore` needs in CPU RAM, a folder path
+    keeps it in files there, False keeps nothing (`restore` raises). offload_folder: where the
+    pruned weights of disk-offloaded layers go (default: the model's offload folder). Both are
+    described in docs/offload.md with what is kept where for each kind of placement.
     """
     _check_args(model, method, density, nsamples, opts)
     linears = select_linears(model, include, exclude)
@@ -129,13 +141,17 @@ def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamp
     if method in ("magnitude",) + OFFLINE_METHODS:
         batches = (_calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir)
                    if method in OFFLINE_METHODS else None)
-        state.originals = {n: lin.weight.detach().to("cpu", copy=True) for n, lin in linears.items()}
+        state.weights = PrunedWeights(model, keep_originals, offload_folder)
+        state.weights.prepare(linears)
         model.__dict__[STATE_ATTR] = state
         try:
             if method == "magnitude":
-                prune_magnitude(linears, density)
+                for name, lin in linears.items():
+                    with state.weights.editing(name, lin):
+                        prune_magnitude({name: lin}, density)
             else:
-                _prune_offline(model, method, density, linears, batches, progress, opts)
+                _prune_offline(model, method, density, linears, batches, progress, opts,
+                               state.weights.editing)
         except BaseException:
             restore(model)
             raise
@@ -156,6 +172,8 @@ def restore(model: nn.Module) -> nn.Module:
         handle.remove()
     for name, linear in state.swapped.items():
         model.set_submodule(name, linear)
+    if state.weights is not None:
+        state.weights.restore()
     for name, weight in state.originals.items():
         model.get_submodule(name).weight.copy_(weight)
     return model

@@ -46,8 +46,9 @@ def _to_device(value, device):
 
 
 def _device_of(module: nn.Module, default):
-    p = next(module.parameters(), None)
-    return p.device if p is not None else default
+    """Where `module` computes (an accelerate hook's execution device when it has one)."""
+    from ..models.accelerate_hooks import execution_device
+    return execution_device(module, default)
 
 
 def calibration_batches(calib) -> Iterable[dict]:

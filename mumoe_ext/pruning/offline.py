@@ -6,6 +6,7 @@ optionally, which linears of each layer to prune.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, Iterable
 
 from torch import nn
@@ -24,11 +25,13 @@ def all_linears(i: int, layer: nn.Module) -> dict:
 def prune_layers(model: nn.Module, layers, method: str, density: float, batches: Iterable[dict],
                  linears_of: Callable[[int, nn.Module], dict] = all_linears, progress: bool = True,
                  on_pruned: Callable | None = None, blocksize: int = 128,
-                 percdamp: float = 0.01) -> None:
+                 percdamp: float = 0.01, edit_weight: Callable | None = None) -> None:
     """Sequentially calibrate and prune `layers` of `model` in place.
 
     `batches`: dicts of model-forward kwargs. `on_pruned(name, linear, stats)` is called after each
     linear is pruned (tests use it to see the accumulated norms / Hessians).
+    `edit_weight(name, linear)`: a context manager around each linear's pruning that makes
+    `linear.weight` real and keeps the result (`models.pruned_weights`: accelerate offloading).
     """
     if method not in OFFLINE_METHODS:
         raise ValueError(f"method must be one of {OFFLINE_METHODS} here, got {method!r}")
@@ -42,9 +45,10 @@ def prune_layers(model: nn.Module, layers, method: str, density: float, batches:
         prune_one = lambda lin, st: prune_sparsegpt_linear(lin, st, density, blocksize, percdamp)
 
     def prune(name, linear, stats):
-        prune_one(linear, stats)
-        if on_pruned is not None:
-            on_pruned(name, linear, stats)
+        with edit_weight(name, linear) if edit_weight is not None else nullcontext():
+            prune_one(linear, stats)
+            if on_pruned is not None:
+                on_pruned(name, linear, stats)
 
     inputs = capture_inputs(model, layers[0], batches, progress=progress)
     prune_sequentially(layers, inputs, linears_of, new_stats, prune, progress=progress,

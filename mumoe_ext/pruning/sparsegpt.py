@@ -28,6 +28,8 @@ class HessianStats(LinearStats):
     def add(self, x: torch.Tensor) -> None:
         self.samples += x.shape[0] if x.dim() == 3 else 1
         x = x.reshape(-1, x.shape[-1]).float()
+        if self.xtx.is_meta:  # accelerate offloads the weight: accumulate where the inputs are
+            self.xtx = torch.zeros_like(self.xtx, device=x.device)
         self.xtx.addmm_(x.t(), x)
 
     @property

@@ -25,6 +25,8 @@ class WandaStats(LinearStats):
 
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
+        if self.sum_squares.is_meta:  # accelerate offloads the weight: count where the inputs are
+            self.sum_squares = torch.zeros_like(self.sum_squares, device=x.device)
         self.sum_squares += x.square().sum(dim=0)
         self.tokens += x.shape[0]
 
