@@ -29,9 +29,13 @@ namespace {
 // Rows per block: about 1 MiB of pruned weight, what the block GEMMs measured fastest with here
 // (2-core Zen 4, 1 MiB L2 per core), in multiples of 16 rows; but at least 64, or a wide layer's
 // blocks get too thin for the GEMM (Llama-7B down, d_in = 11008 fp32: 1.25x -> 1.12x F.linear).
-int64_t block_rows(int64_t d_in, int64_t elem_size) {
+// A small layer (SmolLM2's 192 x 576 k/v projections) still gets two blocks per thread, or its one
+// or three blocks would leave a core idle.
+int64_t block_rows(int64_t d_out, int64_t d_in, int64_t elem_size) {
   const int64_t rows = (int64_t(1) << 20) / std::max<int64_t>(1, d_in * elem_size);
-  return std::clamp<int64_t>(rows / 16 * 16, 64, 256);
+  const int64_t cache_rows = std::clamp<int64_t>(rows / 16 * 16, 64, 256);
+  const int64_t per_thread = (d_out + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
+  return std::max<int64_t>(16, std::min(cache_rows, (per_thread + 15) / 16 * 16));
 }
 
 // The blocked path multiplies every block by all of x: x must stay in the last-level cache
@@ -92,7 +96,7 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
                    Compact c) {
   const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
-  const int64_t es = weight.element_size(), words = (d + 31) / 32, rows = block_rows(d, es);
+  const int64_t es = weight.element_size(), words = (d + 31) / 32, rows = block_rows(d_out, d, es);
   const int64_t blocks = (d_out + rows - 1) / rows;
   const CpuKernels& K = kernels();
   const DType dt = dtype_of(weight);
