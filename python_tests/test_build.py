@@ -35,9 +35,14 @@ def test_cuda_ops_registered_when_built():
     if not mumoe_ext.build_info()["cuda"]:
         pytest.skip("this build has no CUDA kernels")
     for op in ("col_norms", "wanda_mask", "wanda_prune", "prune_rows", "masked_linear",
-               "sparse_linear", "wanda_linear", "wanda_linear_compact"):
+               "sparse_linear"):
         name = f"mumoe::{op}"
         assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA"), f"{name} has no CUDA kernel"
+    # The fused linears are composed from those on CUDA (csrc/wanda_linear.cpp): their CUDA entry is
+    # the CompositeExplicitAutograd one, which only the computed dispatch table shows.
+    for op in ("wanda_linear", "wanda_linear_compact"):
+        name = f"mumoe::{op}"
+        assert torch._C._dispatch_has_computed_kernel_for_dispatch_key(name, "CUDA"), f"{name} has no CUDA kernel"
 
 
 def test_public_api():

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "checks.h"
@@ -53,9 +54,14 @@ at::Tensor col_norms_cpu(const at::Tensor& x_, const std::optional<at::Tensor>& 
                   kp ? kp + b * T : nullptr, op + b * d + c0);
     }
   });
-  out.sqrt_();
-  TORCH_CHECK_VALUE(at::isfinite(out).all().item<bool>(),
-                    "col_norms: x contains NaN or Inf (or values whose squares overflow float32)");
+  // sqrt and the finiteness check in one plain loop: a few ATen ops here cost more than the
+  // norms of a short prompt (~0.1 ms of SmolLM2's ~1.7 ms per linear at T = 256).
+  bool finite = true;
+  for (int64_t i = 0, n = B * d; i < n; ++i) {
+    op[i] = std::sqrt(op[i]);
+    finite &= std::isfinite(op[i]);
+  }
+  TORCH_CHECK_VALUE(finite, "col_norms: x contains NaN or Inf (or values whose squares overflow float32)");
   return batched ? out : out.squeeze(0);
 }
 

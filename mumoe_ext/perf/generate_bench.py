@@ -144,27 +144,29 @@ def _compare(rec: Record, dense: Record) -> Record:
 
 def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: int = 32,
                    repeats: int = 3, seed: int = 0, progress=None) -> list[Record]:
-    """Dense, then µ-MoE at each density, on the same prompt: `repeats` timed generate calls each
-    after one warm-up call. Returns one Record per configuration, dense first."""
+    """Dense and µ-MoE at each density on the same prompt: one warm-up round, then `repeats`
+    rounds of one timed generate per configuration. Returns one Record per configuration, dense
+    first; times are medians over the rounds."""
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab, (1, prompt_tokens), generator=g)
     ids = ids.to(next(model.parameters()).device)
     configs = [("dense", 1.0)] + [("mumoe", float(d)) for d in densities]
-    records = []
-    for method, density in configs:
-        if method == "mumoe":
-            sparsify(model, "mumoe", density)
-        try:
-            time_generate(model, ids, 2)  # warm-up: first-touch allocations, thread pool
-            timings = []
-            for _ in range(repeats):
-                timings.append(time_generate(model, ids, new_tokens))
+    timings = {c: [] for c in configs}
+    # Rounds interleave the configurations, so a slow phase of a shared machine hits all of them.
+    for round_ in range(repeats + 1):  # round 0 warms up (first-touch allocations, thread pool)
+        for method, density in configs:
+            if method == "mumoe":
+                sparsify(model, "mumoe", density)
+            try:
+                t = time_generate(model, ids, new_tokens if round_ else 2)
+            finally:
+                restore(model)
+            if round_:
+                timings[(method, density)].append(t)
                 if progress:
-                    progress(method, density, timings[-1])
-        finally:
-            restore(model)
-        records.append(_record(method, density, prompt_tokens, new_tokens, timings))
+                    progress(method, density, t)
+    records = [_record(m, d, prompt_tokens, new_tokens, timings[(m, d)]) for m, d in configs]
     dense = records[0]
     return [dense] + [_compare(r, dense) for r in records[1:]]
 
