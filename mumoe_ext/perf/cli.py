@@ -17,7 +17,8 @@ import time
 
 
 def add_parser(subparsers):
-    from ..cli import DTYPES, _densities, _positive
+    from ..cli import DTYPES
+    from ..cli_args import densities as _densities, positive as _positive
     from .shapes import SHAPES
     p = subparsers.add_parser("bench-generate", help="HF generate speed, dense vs µ-MoE",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
