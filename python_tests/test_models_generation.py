@@ -233,3 +233,22 @@ def test_generate_each_gives_every_prompt_exactly_what_it_gets_alone():
         assert torch.equal(got[i, :ids.shape[1]], ids[i]) and torch.equal(got[i, ids.shape[1]:], alone)
     with pytest.raises(ValueError, match="contiguous"):
         generate_each(model, ids, torch.tensor([[1, 0, 1, 1, 1, 1, 1, 1], [1] * 8]), pad_token_id=PAD)
+
+
+def test_compiled_forward_generates_what_the_static_model_gives():
+    # docs/generation.md "torch.compile": model.forward compiled; the prompt hook and the decode
+    # path run inside the compiled forward's graph breaks, and the result must not change.
+    model = _mumoe("llama")
+    ids = token_windows(1, 8, seed=5)
+    want = expected_masks(model, ids, DENSITY)
+    torch._dynamo.reset()
+    eager = model.forward
+    model.forward = torch.compile(eager)
+    try:
+        gen = _generate(model, ids)
+    finally:
+        model.forward = eager
+        torch._dynamo.reset()
+    logits = torch.stack(gen.logits, 1)[0]
+    static = static_logits(FAMILIES["llama"], want, gen.sequences[:, :-1])[ids.shape[1] - 1:]
+    torch.testing.assert_close(logits, static, **TOL)
