@@ -134,6 +134,16 @@ def check_mask(mask, weight: torch.Tensor, x: torch.Tensor, op: str) -> None:
                          f"with B = x.shape[0] for 3-D x, got {tuple(mask.shape)}")
 
 
+class _DefaultDensity(float):
+    """The linears' default density 0.5, told apart from an explicit 0.5: a pattern replaces it."""
+
+    def __repr__(self) -> str:
+        return "0.5"
+
+
+DEFAULT_DENSITY = _DefaultDensity(0.5)
+
+
 def parse_pattern(pattern, op: str) -> tuple[int, int] | None:
     """``"N:M"`` (or an (N, M) pair) -> (N, M) with 0 < N < M; None -> None (unstructured)."""
     if pattern is None:
@@ -161,12 +171,13 @@ def pattern_density(density, pattern, op: str, default: float | None = None) -> 
     if nm is None:
         if density is None:
             if default is None:
-                raise ValueError(f"{op}: density is required when no pattern is given")
+                raise TypeError(f"{op}: density must be a float in (0, 1] (or give pattern='N:M'), "
+                                "got None")
             density = default
         check_density(density, op)
         return float(density)
     n, m = nm
-    if density is not None:
+    if density is not None and density is not DEFAULT_DENSITY:
         check_density(density, op)
         if abs(float(density) - n / m) > 1e-9:
             raise ValueError(f"{op}: density={density} conflicts with pattern={pattern!r}, which keeps "

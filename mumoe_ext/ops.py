@@ -57,8 +57,8 @@ def masked_linear(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
 
 
 def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 density: float | None = None, attention_mask: torch.Tensor | None = None, *,
-                 pattern: str | None = None) -> torch.Tensor:
+                 density: float | None = C.DEFAULT_DENSITY,
+                 attention_mask: torch.Tensor | None = None, *, pattern: str | None = None) -> torch.Tensor:
     """The µ-MoE linear: prune `weight` with this prompt's own Wanda scores, then apply it.
 
     x (T, d_in) is one prompt; x (B, T, d_in) holds B prompts, each with its own norms and mask.
@@ -68,15 +68,16 @@ def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     C.check_activations(x, "wanda_linear")
     C.check_weight(weight, x, "wanda_linear")
     C.check_bias(bias, weight, "wanda_linear")
-    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_linear", default=0.5)
-    if C.pattern_density(density, pattern, "wanda_linear", default=0.5) == 1.0:
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_linear")
+    if C.pattern_density(density, pattern, "wanda_linear") == 1.0:
         return F.linear(x, weight, bias)
     am = C.check_attention_mask(attention_mask, x, "wanda_linear")
     return _ops.wanda_linear(x, weight, bias, k, am, m)
 
 
 def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                         density: float | None = None, attention_mask: torch.Tensor | None = None,
+                         density: float | None = C.DEFAULT_DENSITY,
+                         attention_mask: torch.Tensor | None = None,
                          *, pattern: str | None = None) -> tuple[torch.Tensor, RowSparse]:
     """The µ-MoE prefill: `wanda_linear(x, ...)` and the RowSparse it selected, from ONE selection
     per (prompt, row), so the decode steps (`sparse_linear`) reuse it without selecting again.
@@ -90,7 +91,7 @@ def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     C.check_weight(weight, x, "wanda_linear_compact")
     C.check_bias(bias, weight, "wanda_linear_compact")
     am = C.check_attention_mask(attention_mask, x, "wanda_linear_compact")
-    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_linear_compact", default=0.5)
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_linear_compact")
     y, bitmap, values = _ops.wanda_linear_compact(x, weight, bias, k, am, m)
     return y, RowSparse(bitmap, values, weight.shape[1])
 

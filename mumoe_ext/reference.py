@@ -99,28 +99,29 @@ def masked_linear(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
 
 
 def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 density: float | None = None, attention_mask: torch.Tensor | None = None, *,
-                 pattern: str | None = None) -> torch.Tensor:
+                 density: float | None = C.DEFAULT_DENSITY,
+                 attention_mask: torch.Tensor | None = None, *, pattern: str | None = None) -> torch.Tensor:
     """The µ-MoE linear: prune W per prompt with the prompt's own Wanda scores, then apply it."""
     C.check_activations(x, "wanda_linear")
     C.check_weight(weight, x, "wanda_linear")
     C.check_bias(bias, weight, "wanda_linear")
-    C.keep_rule(weight.shape[1], density, pattern, "wanda_linear", default=0.5)
-    if pattern is None and density is None:
-        density = 0.5
+    C.keep_rule(weight.shape[1], density, pattern, "wanda_linear")
     if pattern is None and float(density) == 1.0:
         return F.linear(x, weight, bias)
     norms = col_norms(x, attention_mask)
+    if pattern is not None:
+        density = None
     return masked_linear(x, weight, wanda_mask(weight, norms, density, pattern=pattern), bias)
 
 
 def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                         density: float | None = None, attention_mask: torch.Tensor | None = None,
+                         density: float | None = C.DEFAULT_DENSITY,
+                         attention_mask: torch.Tensor | None = None,
                          *, pattern: str | None = None):
     """(wanda_linear(...), the RowSparse of the same selection): the µ-MoE prefill."""
-    if pattern is None and density is None:
-        density = 0.5
     y = wanda_linear(x, weight, bias, density, attention_mask, pattern=pattern)
+    if pattern is not None and density is C.DEFAULT_DENSITY:
+        density = None
     return y, prune_rows(weight, col_norms(x, attention_mask), density, pattern=pattern)
 
 
