@@ -1,5 +1,7 @@
 #include "nm.h"
 
+#include <torch/library.h>
+
 namespace mumoe {
 
 at::Tensor nm_mask(const at::Tensor& weight, const at::Tensor& norms, int64_t k, int64_t m) {
@@ -35,6 +37,27 @@ std::tuple<at::Tensor, at::Tensor> compact_of_mask(const at::Tensor& weight, con
   at::Tensor bitmap = at::where(word >= (int64_t(1) << 31), word - (int64_t(1) << 32), word).to(at::kInt);
   at::Tensor values = weight.expand(mask.sizes()).masked_select(mask).reshape(vshape);
   return {bitmap, values};
+}
+
+// The composite above as an op of its own namespace, so the CPU test suite checks the exact code
+// the CUDA bindings run for N:M (there is no GPU in CI): (mask, pruned, bitmap, values).
+namespace {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> nm_composite(
+    const at::Tensor& weight, const at::Tensor& norms, int64_t k, int64_t m) {
+  check_group("nm_composite", weight.size(1), k, m);
+  TORCH_CHECK_VALUE(m > 0, "nm_composite: m must be > 0, got ", m);
+  at::Tensor mask = nm_mask(weight, norms, k, m);
+  auto [bitmap, values] = compact_of_mask(weight, mask, k);
+  return {mask, apply_mask(weight, mask), bitmap, values};
+}
+}  // namespace
+
+TORCH_LIBRARY(mumoe_testing, m) {
+  m.def("nm_composite(Tensor weight, Tensor norms, int k, int m) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(mumoe_testing, CompositeExplicitAutograd, m) {
+  m.impl("nm_composite", &nm_composite);
 }
 
 }  // namespace mumoe

@@ -10,8 +10,8 @@ namespace mumoe {
 
 inline void check_group(const char* op, int64_t d_in, int64_t k, int64_t m) {
   if (m == 0) return;
-  TORCH_CHECK_VALUE(m >= 2 && d_in % m == 0, op, ": group size m=", m,
-                    " must be >= 2 and divide d_in=", d_in);
+  TORCH_CHECK_VALUE(m >= 2 && d_in % m == 0, op, ": m=", m,
+                    " (the N:M group size) must be >= 2 and divide d_in=", d_in);
   TORCH_CHECK_VALUE(k % (d_in / m) == 0 && k < d_in, op, ": k=", k, " is not n*d_in/m with 0 < n < m=",
                     m, " (d_in=", d_in, ")");
 }

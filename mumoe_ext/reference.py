@@ -119,6 +119,9 @@ def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
                          attention_mask: torch.Tensor | None = None,
                          *, pattern: str | None = None):
     """(wanda_linear(...), the RowSparse of the same selection): the µ-MoE prefill."""
+    C.check_activations(x, "wanda_linear_compact")
+    C.check_weight(weight, x, "wanda_linear_compact")
+    C.keep_rule(weight.shape[1], density, pattern, "wanda_linear_compact")
     y = wanda_linear(x, weight, bias, density, attention_mask, pattern=pattern)
     if pattern is not None and density is C.DEFAULT_DENSITY:
         density = None
@@ -128,6 +131,7 @@ def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
                pattern: str | None = None) -> RowSparse:
     """The Wanda mask of `weight`, stored compactly as a RowSparse (bitmap + packed values)."""
+    _select(weight, norms, density, "prune_rows", pattern)
     mask = wanda_mask(weight, norms, density, pattern=pattern)
     k = C.keep_rule(weight.shape[1], density, pattern, "prune_rows")[0]
     values = weight.expand_as(mask)[mask].reshape(*mask.shape[:-1], k)

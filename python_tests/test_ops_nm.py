@@ -163,3 +163,20 @@ def test_compile_fullgraph_with_pattern():
     fn = torch.compile(lambda x, w, b: mumoe_ext.wanda_linear(x, w, b, pattern="4:8"), fullgraph=True)
     want_y, want_rs = reference.wanda_linear_compact(x, w, b, pattern="4:8")
     assert_linear_close(fn(x, w, b), want_y, x, want_rs.to_dense(), b)
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=BATCH_IDS)
+@pytest.mark.parametrize("pattern,d_out,d_in", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cuda_composite_matches_reference(dtype, pattern, d_out, d_in, batch):
+    # The CUDA bindings' N:M path is this ATen composite (csrc/nm.cpp); run here on the CPU.
+    w = make_weight(d_out, d_in, dtype)
+    w[:, : min(8, d_in)] = 1.0  # ties
+    norms = make_norms(batch, d_in)
+    n, m = nm(pattern)
+    mask, pruned, bitmap, values = torch.ops.mumoe_testing.nm_composite(w, norms, d_in // m * n, m)
+    want = reference.prune_rows(w, norms, pattern=pattern)
+    assert_masks_equal(mask, reference.wanda_mask(w, norms, pattern=pattern))
+    assert_bitwise_equal(pruned, torch.where(mask, w, torch.zeros((), dtype=dtype)))
+    assert torch.equal(bitmap, want.bitmap)
+    assert_bitwise_equal(values, want.values)
