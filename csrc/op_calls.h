@@ -13,11 +13,12 @@ inline at::Tensor call_col_norms(const at::Tensor& x, const std::optional<at::Te
 }
 
 // col_norms has already refused non-finite norms, and they are non-negative by construction.
-inline at::Tensor call_wanda_prune_unchecked(const at::Tensor& w, const at::Tensor& norms, int64_t k) {
+inline at::Tensor call_wanda_prune_unchecked(const at::Tensor& w, const at::Tensor& norms, int64_t k,
+                                             int64_t m = 0) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mumoe::wanda_prune", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, bool)>();
-  return op.call(w, norms, k, false);
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, bool, int64_t)>();
+  return op.call(w, norms, k, false, m);
 }
 
 inline at::Tensor call_sparse_linear(const at::Tensor& x, const at::Tensor& bitmap,
@@ -31,11 +32,11 @@ inline at::Tensor call_sparse_linear(const at::Tensor& x, const at::Tensor& bitm
 }
 
 inline std::tuple<at::Tensor, at::Tensor> call_prune_rows(const at::Tensor& w, const at::Tensor& norms,
-                                                          int64_t k) {
+                                                          int64_t k, int64_t m = 0) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mumoe::prune_rows", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t)>();
-  return op.call(w, norms, k);
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t, int64_t)>();
+  return op.call(w, norms, k, m);
 }
 
 }  // namespace mumoe

@@ -11,21 +11,22 @@ TORCH_LIBRARY(mumoe, m) {
   m.def("col_norms(Tensor x, Tensor? attention_mask) -> Tensor");
   // bool mask keeping the k largest |W_ij|*n_j of every row (ties to the lower column index);
   // norms (B, d_in) give a (B, d_out, d_in) mask.
-  m.def("wanda_mask(Tensor weight, Tensor norms, int k) -> Tensor");
+  // m > 0 (every selection op): N:M sparsity, n = k*m/d_in kept in each group of m columns.
+  m.def("wanda_mask(Tensor weight, Tensor norms, int k, int m=0) -> Tensor");
   // the weight with everything outside that mask zeroed, written straight from the selection;
   // check_norms=False skips re-validating norms that col_norms already checked (one sync less).
-  m.def("wanda_prune(Tensor weight, Tensor norms, int k, bool check_norms=True) -> Tensor");
+  m.def("wanda_prune(Tensor weight, Tensor norms, int k, bool check_norms=True, int m=0) -> Tensor");
   // the same selection as a RowSparse: (int32 bitmap (.., d_out, ceil(d_in/32)), values (.., d_out, k)).
-  m.def("prune_rows(Tensor weight, Tensor norms, int k) -> (Tensor, Tensor)");
+  m.def("prune_rows(Tensor weight, Tensor norms, int k, int m=0) -> (Tensor, Tensor)");
   // x @ (weight * mask).T + bias; a (B, d_out, d_in) mask applies per sample of x (B, T, d_in).
   m.def("masked_linear(Tensor x, Tensor weight, Tensor mask, Tensor? bias) -> Tensor");
   // x @ dense(bitmap, values).T + bias for a RowSparse weight.
   m.def("sparse_linear(Tensor x, Tensor bitmap, Tensor values, int d_in, Tensor? bias) -> Tensor");
   // the µ-MoE linear: col_norms -> wanda_prune -> GEMM, per prompt.
-  m.def("wanda_linear(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask) -> Tensor");
+  m.def("wanda_linear(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask, int m=0) -> Tensor");
   // the µ-MoE prefill: wanda_linear that also returns the RowSparse it selected (bitmap, values), so
   // decode reuses the one selection; each prompt's result does not depend on its batch or padding.
-  m.def("wanda_linear_compact(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask) -> (Tensor, Tensor, Tensor)");
+  m.def("wanda_linear_compact(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask, int m=0) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace py = pybind11;

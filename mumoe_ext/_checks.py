@@ -132,3 +132,67 @@ def check_mask(mask, weight: torch.Tensor, x: torch.Tensor, op: str) -> None:
     if not ok:
         raise ValueError(f"{op}: mask must be {tuple(weight.shape)} or (B, *{tuple(weight.shape)}) "
                          f"with B = x.shape[0] for 3-D x, got {tuple(mask.shape)}")
+
+
+class _DefaultDensity(float):
+    """The linears' default density 0.5, told apart from an explicit 0.5: a pattern replaces it."""
+
+    def __repr__(self) -> str:
+        return "0.5"
+
+
+DEFAULT_DENSITY = _DefaultDensity(0.5)
+
+
+def parse_pattern(pattern, op: str) -> tuple[int, int] | None:
+    """``"N:M"`` (or an (N, M) pair) -> (N, M) with 0 < N < M; None -> None (unstructured)."""
+    if pattern is None:
+        return None
+    if isinstance(pattern, str):
+        parts = pattern.strip().split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"{op}: pattern must be a string 'N:M' such as '2:4', got {pattern!r}")
+        n, m = int(parts[0]), int(parts[1])
+    elif (isinstance(pattern, (tuple, list)) and len(pattern) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in pattern)):
+        n, m = pattern
+    else:
+        raise TypeError(f"{op}: pattern must be None or a string 'N:M' such as '2:4', "
+                        f"got {type(pattern).__name__}")
+    if not 0 < n < m:
+        raise ValueError(f"{op}: pattern {pattern!r} needs 0 < N < M (N kept of every M), got N={n}, M={m}")
+    return n, m
+
+
+def pattern_density(density, pattern, op: str, default: float | None = None) -> float:
+    """The density in force: N/M when `pattern` is given (density must then be omitted or equal
+    N/M), else `density` (or `default` when it is None)."""
+    nm = parse_pattern(pattern, op)
+    if nm is None:
+        if density is None:
+            if default is None:
+                raise TypeError(f"{op}: density must be a float in (0, 1] (or give pattern='N:M'), "
+                                "got None")
+            density = default
+        check_density(density, op)
+        return float(density)
+    n, m = nm
+    if density is not None and density is not DEFAULT_DENSITY:
+        check_density(density, op)
+        if abs(float(density) - n / m) > 1e-9:
+            raise ValueError(f"{op}: density={density} conflicts with pattern={pattern!r}, which keeps "
+                             f"{n}/{m} = {n / m:g}; give density=None (or {n / m:g}) with a pattern")
+    return n / m
+
+
+def keep_rule(d_in: int, density, pattern, op: str, default: float | None = None) -> tuple[int, int]:
+    """(k, m) for the compiled ops: k weights kept per row, m the N:M group size (0 = unstructured).
+    With pattern 'N:M', M must divide d_in and k = d_in * N / M."""
+    nm = parse_pattern(pattern, op)
+    d = pattern_density(density, pattern, op, default)
+    if nm is None:
+        return keep_count(d_in, d, op), 0
+    n, m = nm
+    if d_in % m:
+        raise ValueError(f"{op}: pattern={pattern!r} needs M={m} to divide d_in={d_in}")
+    return d_in // m * n, m

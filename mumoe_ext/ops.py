@@ -25,20 +25,25 @@ def col_norms(x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> to
     return _ops.col_norms(x, C.check_attention_mask(attention_mask, x, "col_norms"))
 
 
-def wanda_mask(weight: torch.Tensor, norms: torch.Tensor, density: float) -> torch.Tensor:
+def wanda_mask(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
+               pattern: str | None = None) -> torch.Tensor:
     """Bool mask of the k = d_in - floor(d_in * (1 - density)) largest Wanda scores |W_ij| * n_j
     of every row; ties go to the lower column index. norms (d_in,) -> (d_out, d_in);
-    norms (B, d_in) -> (B, d_out, d_in)."""
+    norms (B, d_in) -> (B, d_out, d_in). pattern="N:M" instead keeps the N largest of every M
+    consecutive columns (density then omitted or N/M; docs/nm.md)."""
     C.check_weight(weight, None, "wanda_mask")
     norms = C.check_norms(norms, weight, "wanda_mask")
-    return _ops.wanda_mask(weight, norms, C.keep_count(weight.shape[1], density, "wanda_mask"))
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_mask")
+    return _ops.wanda_mask(weight, norms, k, m)
 
 
-def wanda_prune(weight: torch.Tensor, norms: torch.Tensor, density: float) -> torch.Tensor:
-    """`weight` with every entry outside `wanda_mask(weight, norms, density)` set to zero."""
+def wanda_prune(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
+                pattern: str | None = None) -> torch.Tensor:
+    """`weight` with every entry outside `wanda_mask(weight, norms, density, pattern=)` set to zero."""
     C.check_weight(weight, None, "wanda_prune")
     norms = C.check_norms(norms, weight, "wanda_prune")
-    return _ops.wanda_prune(weight, norms, C.keep_count(weight.shape[1], density, "wanda_prune"))
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_prune")
+    return _ops.wanda_prune(weight, norms, k, True, m)
 
 
 def masked_linear(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
@@ -52,46 +57,53 @@ def masked_linear(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
 
 
 def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 density: float = 0.5, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 density: float | None = C.DEFAULT_DENSITY,
+                 attention_mask: torch.Tensor | None = None, *, pattern: str | None = None) -> torch.Tensor:
     """The µ-MoE linear: prune `weight` with this prompt's own Wanda scores, then apply it.
 
     x (T, d_in) is one prompt; x (B, T, d_in) holds B prompts, each with its own norms and mask.
     attention_mask excludes padding tokens from the norms. density=1.0 returns exactly
-    torch.nn.functional.linear(x, weight, bias)."""
+    torch.nn.functional.linear(x, weight, bias). density defaults to 0.5; pattern="N:M" prunes
+    N:M per prompt instead (density omitted or N/M)."""
     C.check_activations(x, "wanda_linear")
     C.check_weight(weight, x, "wanda_linear")
     C.check_bias(bias, weight, "wanda_linear")
-    C.check_density(density, "wanda_linear")
-    if float(density) == 1.0:
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_linear")
+    if C.pattern_density(density, pattern, "wanda_linear") == 1.0:
         return F.linear(x, weight, bias)
     am = C.check_attention_mask(attention_mask, x, "wanda_linear")
-    return _ops.wanda_linear(x, weight, bias, C.keep_count(weight.shape[1], density, "wanda_linear"), am)
+    return _ops.wanda_linear(x, weight, bias, k, am, m)
 
 
 def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                         density: float = 0.5, attention_mask: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, RowSparse]:
+                         density: float | None = C.DEFAULT_DENSITY,
+                         attention_mask: torch.Tensor | None = None,
+                         *, pattern: str | None = None) -> tuple[torch.Tensor, RowSparse]:
     """The µ-MoE prefill: `wanda_linear(x, ...)` and the RowSparse it selected, from ONE selection
     per (prompt, row), so the decode steps (`sparse_linear`) reuse it without selecting again.
 
     Returns (y, rs): rs is (d_out, k) for 2-D x, batched (B, d_out, k) for 3-D x. Each prompt's y
     and rs do not depend on the other prompts of the batch or on its padding (bit for bit, on the
     CPU), provided its attention mask keeps one contiguous run of tokens. density=1.0 gives y
-    exactly torch.nn.functional.linear(x, weight, bias)."""
+    exactly torch.nn.functional.linear(x, weight, bias). density defaults to 0.5; with
+    pattern="N:M" every row of rs holds k = d_in*N/M values, N in each group of M columns."""
     C.check_activations(x, "wanda_linear_compact")
     C.check_weight(weight, x, "wanda_linear_compact")
     C.check_bias(bias, weight, "wanda_linear_compact")
     am = C.check_attention_mask(attention_mask, x, "wanda_linear_compact")
-    k = C.keep_count(weight.shape[1], density, "wanda_linear_compact")
-    y, bitmap, values = _ops.wanda_linear_compact(x, weight, bias, k, am)
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "wanda_linear_compact")
+    y, bitmap, values = _ops.wanda_linear_compact(x, weight, bias, k, am, m)
     return y, RowSparse(bitmap, values, weight.shape[1])
 
 
-def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float) -> RowSparse:
-    """The Wanda selection of `weight` in the compact RowSparse format (bitmap + packed values)."""
+def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
+               pattern: str | None = None) -> RowSparse:
+    """The Wanda selection of `weight` (optionally N:M, `pattern=`) in the compact RowSparse format
+    (bitmap + packed values)."""
     C.check_weight(weight, None, "prune_rows")
     norms = C.check_norms(norms, weight, "prune_rows")
-    bitmap, values = _ops.prune_rows(weight, norms, C.keep_count(weight.shape[1], density, "prune_rows"))
+    k, m = C.keep_rule(weight.shape[1], density, pattern, "prune_rows")
+    bitmap, values = _ops.prune_rows(weight, norms, k, m)
     return RowSparse(bitmap, values, weight.shape[1])
 
 
@@ -127,17 +139,17 @@ def _(x, attention_mask):
 
 
 @torch.library.register_fake("mumoe::wanda_mask")
-def _(weight, norms, k):
+def _(weight, norms, k, m=0):
     return weight.new_empty((*_batch(norms), *weight.shape), dtype=torch.bool)
 
 
 @torch.library.register_fake("mumoe::wanda_prune")
-def _(weight, norms, k, check_norms=True):
+def _(weight, norms, k, check_norms=True, m=0):
     return weight.new_empty((*_batch(norms), *weight.shape))
 
 
 @torch.library.register_fake("mumoe::prune_rows")
-def _(weight, norms, k):
+def _(weight, norms, k, m=0):
     lead = (*_batch(norms), weight.shape[0])
     return (weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32),
             weight.new_empty((*lead, k)))
@@ -154,7 +166,7 @@ def _(x, bitmap, values, d_in, bias):
 
 
 @torch.library.register_fake("mumoe::wanda_linear_compact")
-def _(x, weight, bias, k, attention_mask):
+def _(x, weight, bias, k, attention_mask, m=0):
     lead = (*x.shape[:-2], weight.shape[0])
     return (x.new_empty((*x.shape[:-1], weight.shape[0])),
             weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32),
@@ -162,5 +174,5 @@ def _(x, weight, bias, k, attention_mask):
 
 
 @torch.library.register_fake("mumoe::wanda_linear")
-def _(x, weight, bias, k, attention_mask):
+def _(x, weight, bias, k, attention_mask, m=0):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))

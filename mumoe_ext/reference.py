@@ -36,26 +36,35 @@ def wanda_scores(weight: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
     return weight.abs().float() * norms.float().abs().unsqueeze(-2)
 
 
-def _select(weight, norms, density, op):
+def _select(weight, norms, density, op, pattern=None):
     C.check_float(weight, "weight", op)
     if weight.dim() != 2:
         raise ValueError(f"{op}: weight must be (d_out, d_in), got shape {tuple(weight.shape)}")
     norms = C.check_norms(norms, weight, op)
     C.check_norms_finite(norms, op)
-    k = C.keep_count(weight.shape[1], density, op)
-    return wanda_scores(weight, norms), k
+    if pattern is None:
+        return wanda_scores(weight, norms), C.keep_count(weight.shape[1], density, op)
+    C.keep_rule(weight.shape[1], density, pattern, op)  # the pattern's own checks
+    return wanda_scores(weight, norms), C.parse_pattern(pattern, op)
 
 
 def _mask_from_indices(scores, idx):
     return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, idx, True)
 
 
-def wanda_mask(weight: torch.Tensor, norms: torch.Tensor, density: float) -> torch.Tensor:
+def wanda_mask(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
+               pattern: str | None = None) -> torch.Tensor:
     """Keep the k = d_in - floor(d_in*(1-density)) largest scores of every row; ties go to the
-    lower column index (the first k of a stable descending sort)."""
-    scores, k = _select(weight, norms, density, "wanda_mask")
-    idx = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
-    return _mask_from_indices(scores, idx)
+    lower column index (the first k of a stable descending sort). pattern="N:M": the same rule
+    inside every group of M consecutive columns, keeping N."""
+    scores, k = _select(weight, norms, density, "wanda_mask", pattern)
+    if pattern is None:
+        idx = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+        return _mask_from_indices(scores, idx)
+    n, m = k
+    groups = scores.reshape(*scores.shape[:-1], scores.shape[-1] // m, m)
+    idx = torch.sort(groups, dim=-1, descending=True, stable=True).indices[..., :n]
+    return _mask_from_indices(groups, idx).reshape(scores.shape)
 
 
 def wanda_mask_topk(weight, norms, density):
@@ -90,29 +99,41 @@ def masked_linear(x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
 
 
 def wanda_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 density: float = 0.5, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                 density: float | None = C.DEFAULT_DENSITY,
+                 attention_mask: torch.Tensor | None = None, *, pattern: str | None = None) -> torch.Tensor:
     """The µ-MoE linear: prune W per prompt with the prompt's own Wanda scores, then apply it."""
     C.check_activations(x, "wanda_linear")
     C.check_weight(weight, x, "wanda_linear")
     C.check_bias(bias, weight, "wanda_linear")
-    C.check_density(density, "wanda_linear")
-    if float(density) == 1.0:
+    C.keep_rule(weight.shape[1], density, pattern, "wanda_linear")
+    if pattern is None and float(density) == 1.0:
         return F.linear(x, weight, bias)
     norms = col_norms(x, attention_mask)
-    return masked_linear(x, weight, wanda_mask(weight, norms, density), bias)
+    if pattern is not None:
+        density = None
+    return masked_linear(x, weight, wanda_mask(weight, norms, density, pattern=pattern), bias)
 
 
 def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                         density: float = 0.5, attention_mask: torch.Tensor | None = None):
+                         density: float | None = C.DEFAULT_DENSITY,
+                         attention_mask: torch.Tensor | None = None,
+                         *, pattern: str | None = None):
     """(wanda_linear(...), the RowSparse of the same selection): the µ-MoE prefill."""
-    y = wanda_linear(x, weight, bias, density, attention_mask)
-    return y, prune_rows(weight, col_norms(x, attention_mask), density)
+    C.check_activations(x, "wanda_linear_compact")
+    C.check_weight(weight, x, "wanda_linear_compact")
+    C.keep_rule(weight.shape[1], density, pattern, "wanda_linear_compact")
+    y = wanda_linear(x, weight, bias, density, attention_mask, pattern=pattern)
+    if pattern is not None and density is C.DEFAULT_DENSITY:
+        density = None
+    return y, prune_rows(weight, col_norms(x, attention_mask), density, pattern=pattern)
 
 
-def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float) -> RowSparse:
+def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
+               pattern: str | None = None) -> RowSparse:
     """The Wanda mask of `weight`, stored compactly as a RowSparse (bitmap + packed values)."""
-    mask = wanda_mask(weight, norms, density)
-    k = C.keep_count(weight.shape[1], density)
+    _select(weight, norms, density, "prune_rows", pattern)
+    mask = wanda_mask(weight, norms, density, pattern=pattern)
+    k = C.keep_rule(weight.shape[1], density, pattern, "prune_rows")[0]
     values = weight.expand_as(mask)[mask].reshape(*mask.shape[:-1], k)
     return RowSparse(pack_bitmap(mask), values, weight.shape[1])
 

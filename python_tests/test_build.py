@@ -52,3 +52,12 @@ def test_public_api():
     for name in ("col_norms", "wanda_mask", "masked_linear", "wanda_linear", "wanda_linear_compact",
                  "prune_rows", "sparse_linear"):
         assert callable(getattr(reference, name)), name
+
+
+def test_selection_ops_take_the_nm_group_size():
+    # docs/nm.md: a trailing `int m=0` on every selection op; the CUDA N:M composite is exposed
+    # for the CPU tests as mumoe_testing::nm_composite.
+    for op in ("wanda_mask", "wanda_prune", "prune_rows", "wanda_linear", "wanda_linear_compact"):
+        args = getattr(torch.ops.mumoe, op).default._schema.arguments
+        assert args[-1].name == "m" and args[-1].default_value == 0, op
+    assert torch._C._dispatch_has_computed_kernel_for_dispatch_key("mumoe_testing::nm_composite", "CPU")

@@ -38,6 +38,23 @@ def _samples(device):
                 ("wanda_linear", (x, w, b, k, am)), ("wanda_linear", (x, w, None, k, None)),
                 ("wanda_linear_compact", (x, w, b, k, am)),
                 ("wanda_linear_compact", (x, w, None, k, None))]
+    return out + _nm_samples(device)
+
+
+def _nm_samples(device):
+    """The selection ops with an N:M group size m (docs/nm.md): 2:4 on one prompt, 3:8 batched."""
+    out = []
+    for dtype, (B, T, d_out, d_in), (n, m) in [(torch.float32, (None, 5, 6, 32), (2, 4)),
+                                               (torch.bfloat16, (3, 9, 5, 24), (3, 8))]:
+        lead = () if B is None else (B,)
+        x = torch.randn(*lead, T, d_in, dtype=dtype, device=device)
+        w = torch.randn(d_out, d_in, dtype=dtype, device=device)
+        b = torch.randn(d_out, dtype=dtype, device=device)
+        norms = mumoe_ext.col_norms(x)
+        k = d_in // m * n
+        out += [("wanda_mask", (w, norms, k, m)), ("wanda_prune", (w, norms, k, True, m)),
+                ("prune_rows", (w, norms, k, m)), ("wanda_linear", (x, w, b, k, None, m)),
+                ("wanda_linear_compact", (x, w, b, k, None, m))]
     return out
 
 

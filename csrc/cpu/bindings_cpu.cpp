@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "nm.h"
 #include "op_common.h"
 #include "cpu/buffer_pool.h"
 #include "cpu/dispatch.h"
@@ -65,29 +66,32 @@ at::Tensor col_norms_cpu(const at::Tensor& x_, const std::optional<at::Tensor>& 
   return batched ? out : out.squeeze(0);
 }
 
-at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k) {
+at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k, int64_t m) {
   check_weight_norms_k("wanda_mask", weight_, norms_, k);
+  check_group("wanda_mask", weight_.size(1), k, m);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
   check_norms_valid("wanda_mask", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}),
                                 weight.options().dtype(at::kBool));
-  select_rows(weight, norms, k, {.mask = reinterpret_cast<uint8_t*>(out.mutable_data_ptr<bool>())});
+  select_rows(weight, norms, k, {.mask = reinterpret_cast<uint8_t*>(out.mutable_data_ptr<bool>())}, m);
   return out;
 }
 
 at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, int64_t k,
-                           bool check_norms) {
+                           bool check_norms, int64_t m) {
   check_weight_norms_k("wanda_prune", weight_, norms_, k);
+  check_group("wanda_prune", weight_.size(1), k, m);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
   if (check_norms) check_norms_valid("wanda_prune", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
-  select_rows(weight, norms, k, {.pruned = bytes_mut(out)});
+  select_rows(weight, norms, k, {.pruned = bytes_mut(out)}, m);
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, const at::Tensor& norms_,
-                                                  int64_t k) {
+                                                  int64_t k, int64_t m) {
   check_weight_norms_k("prune_rows", weight_, norms_, k);
+  check_group("prune_rows", weight_.size(1), k, m);
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
   check_norms_valid("prune_rows", norms);
   const int64_t words = (weight.size(1) + 31) / 32;
@@ -95,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, con
                                    weight.options().dtype(at::kInt));
   at::Tensor values = pooled_empty(batch_shape(norms, {weight.size(0), k}), weight.options());
   select_rows(weight, norms, k, {.bitmap = reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
-                                  .values = bytes_mut(values)});
+                                  .values = bytes_mut(values)}, m);
   return {bitmap, values};
 }
 

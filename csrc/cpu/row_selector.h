@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/dispatch.h"
+#include "cpu/nm_select.h"
 
 namespace mumoe::cpu {
 
@@ -20,7 +21,9 @@ inline DType dtype_of(const at::Tensor& t) {
 
 class RowSelector {
  public:
-  explicit RowSelector(int64_t d) : keys_(buffer(0, d)), scratch_(buffer(1, d + 16)), d_(d) {}
+  // m > 0: N:M selection in groups of m columns (k = d*n/m); 0: the k largest of the row.
+  explicit RowSelector(int64_t d, int64_t m = 0)
+      : keys_(buffer(0, d)), scratch_(buffer(1, d + 16)), d_(d), m_(m) {}
 
   // Scores the row w (d values of dtype dt) against norms and finds its threshold for keeping k;
   // keys() then holds the row's scores for the emit_* kernels. `next_row` (or null) is
@@ -33,6 +36,7 @@ class RowSelector {
       const int64_t n = d * (dt == DType::f32 ? 4 : 2);
       for (int64_t off = 0; off < n; off += 64) __builtin_prefetch(next_row + off);
     }
+    if (m_ > 0) return nm_select(keys_, d, k, m_);
     const RowThreshold th = K.row_select(keys_, d, k, hint_, scratch_);
     hint_ = th.tau;  // rows of one weight have similar thresholds
     return th;
@@ -51,6 +55,7 @@ class RowSelector {
   uint32_t* keys_;
   uint32_t* scratch_;
   int64_t d_ = 0;
+  int64_t m_ = 0;
   uint32_t hint_ = kNoHint;
 };
 

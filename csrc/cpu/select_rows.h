@@ -18,13 +18,13 @@ struct RowOutputs {
 };
 
 // norms: (d,) or (B, d) fp32, contiguous; weight contiguous. Rows [row_begin, row_end) of the
-// B * d_out (prompt, row) pairs, threaded over rows.
-void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, const RowOutputs& out,
-                 int64_t row_begin, int64_t row_end);
+// B * d_out (prompt, row) pairs, threaded over rows. m > 0: N:M groups of m columns (nm_select.h).
+void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, int64_t m,
+                 const RowOutputs& out, int64_t row_begin, int64_t row_end);
 
 inline void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k,
-                        const RowOutputs& out) {
-  select_rows(weight, norms, k, out, 0, (norms.dim() == 2 ? norms.size(0) : 1) * weight.size(0));
+                        const RowOutputs& out, int64_t m = 0) {
+  select_rows(weight, norms, k, m, out, 0, (norms.dim() == 2 ? norms.size(0) : 1) * weight.size(0));
 }
 
 }  // namespace mumoe::cpu

@@ -24,6 +24,7 @@
 #include "cpu/parallel_rows.h"
 #include "cpu/row_selector.h"
 #include "cpu/select_rows.h"
+#include "nm.h"
 
 namespace mumoe::cpu {
 namespace {
@@ -74,7 +75,7 @@ struct Compact {
 // T <= kSmallT: each row's compact selection goes to the output (or an L1 scratch row) and the row's
 // product with the T tokens is taken at once from it. Bias added in fp32, rounded once.
 at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
-                   const std::optional<at::Tensor>& bias, Compact c) {
+                   int64_t m, const std::optional<at::Tensor>& bias, Compact c) {
   const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
   const int64_t es = weight.element_size(), words = (d + 31) / 32;
   const CpuKernels& K = kernels();
@@ -88,7 +89,7 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   at::Tensor y = at::empty({T, d_out}, x.options().dtype(at::kFloat));
   float* yp = y.mutable_data_ptr<float>();
   parallel_rows(d_out, 32, [&](int64_t s, int64_t e) {
-    RowSelector sel(d);
+    RowSelector sel(d, m);
     uint32_t* own_bitmap = reinterpret_cast<uint32_t*>(thread_buffer(0, words * 4));
     char* own_values = thread_buffer(1, k * es);
     float acc[kSmallT];
@@ -108,7 +109,7 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 // Larger T, while x stays cached: blocks of rows selected into an L2 buffer, each multiplied
 // by x as soon as it is written (the vendor GEMM, one thread per block).
 at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
-                   Compact c) {
+                   int64_t m, Compact c) {
   const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
   const int64_t es = weight.element_size(), words = (d + 31) / 32, rows = block_rows(d_out, d, es);
   const int64_t blocks = (d_out + rows - 1) / rows;
@@ -120,7 +121,7 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   // no transposed copy of the output afterwards.
   at::Tensor y = at::empty({T, d_out}, x.options());
   parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
-    RowSelector sel(d);
+    RowSelector sel(d, m);
     char* buf = thread_buffer(0, rows * d * es);
     for (int64_t blk = s; blk < e; ++blk) {
       const int64_t r0 = blk * rows, n = std::min(rows, d_out - r0);
@@ -141,19 +142,19 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 
 // Long prompts: the GEMM dwarfs the selection, and one full-size GEMM reads x only once.
 at::Tensor composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
-                     int64_t k, Compact c) {
+                     int64_t k, int64_t m, Compact c) {
   at::Tensor pruned = pooled_empty(weight.sizes(), weight.options());
   select_rows(weight, norms, k, {.pruned = static_cast<char*>(pruned.mutable_data_ptr()),
-                                 .bitmap = c.bitmap, .values = c.values});
+                                 .bitmap = c.bitmap, .values = c.values}, m);
   return at::linear(x, pruned);
 }
 
 // One prompt's tokens (T, d) -> (T, d_out), bias included.
 at::Tensor prompt_product(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
-                          int64_t k, const std::optional<at::Tensor>& bias, Compact c) {
-  if (x.size(0) <= kSmallT) return small_t(x, weight, norms, k, bias, c);
-  at::Tensor y = use_blocked(x) ? blocked(x, weight, norms, k, c)
-                                        : composite(x, weight, norms, k, c);
+                          int64_t k, int64_t m, const std::optional<at::Tensor>& bias, Compact c) {
+  if (x.size(0) <= kSmallT) return small_t(x, weight, norms, k, m, bias, c);
+  at::Tensor y = use_blocked(x) ? blocked(x, weight, norms, k, m, c)
+                                : composite(x, weight, norms, k, m, c);
   return bias ? y.add_(*bias) : y;
 }
 
@@ -185,7 +186,7 @@ std::vector<Span> token_spans(const std::optional<at::Tensor>& attention_mask, i
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
     const at::Tensor& x_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t k,
-    const std::optional<at::Tensor>& attention_mask, bool keep_compact) {
+    int64_t m, const std::optional<at::Tensor>& attention_mask, bool keep_compact) {
   check_wanda_linear_args(x_, weight_, bias, k);
   const at::Tensor norms_ = call_col_norms(x_, attention_mask);  // raises on NaN/Inf
   const at::Tensor x = x_.dim() == 3 ? x_.contiguous() : x_.contiguous().unsqueeze(0);
@@ -208,7 +209,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
     const Compact c = compact ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
                                         static_cast<char*>(values.mutable_data_ptr())}
                               : Compact{};
-    y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, bias, c).unsqueeze(0);
+    y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, m, bias, c).unsqueeze(0);
   } else {
     y = at::empty({B, T, d_out}, x.options());
     for (int64_t b = 0; b < B; ++b) {
@@ -222,7 +223,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
       // may round differently for another alignment).
       const at::Tensor tokens = xb.narrow(0, sp.begin, sp.end - sp.begin).clone();
       y.select(0, b).narrow(0, sp.begin, sp.end - sp.begin)
-          .copy_(prompt_product(tokens, weight, norms.select(0, b), k, bias, c));
+          .copy_(prompt_product(tokens, weight, norms.select(0, b), k, m, bias, c));
       for (const Span pad : {Span{0, sp.begin}, Span{sp.end, T}}) {
         if (pad.end <= pad.begin) continue;
         y.select(0, b).narrow(0, pad.begin, pad.end - pad.begin)
@@ -240,24 +241,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
 
 at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, int64_t k,
-                            const std::optional<at::Tensor>& attention_mask) {
+                            const std::optional<at::Tensor>& attention_mask, int64_t m) {
+  check_wanda_linear_args(x, weight, bias, k);
+  check_group("wanda_linear", weight.size(1), k, m);
   if (k == weight.size(-1)) {  // density 1: exactly F.linear (the norms still refuse NaN/Inf)
-    check_wanda_linear_args(x, weight, bias, k);
     call_col_norms(x, attention_mask);
     return at::linear(x, weight, bias);
   }
-  return std::get<0>(linear_impl(x, weight, bias, k, attention_mask, /*keep_compact=*/false));
+  return std::get<0>(linear_impl(x, weight, bias, k, m, attention_mask, /*keep_compact=*/false));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t k,
-    const std::optional<at::Tensor>& attention_mask) {
+    const std::optional<at::Tensor>& attention_mask, int64_t m) {
+  check_wanda_linear_args(x, weight, bias, k);
+  check_group("wanda_linear_compact", weight.size(1), k, m);
   if (k == weight.size(-1)) {  // density 1: y exactly F.linear, the compact weight keeps every entry
-    check_wanda_linear_args(x, weight, bias, k);
     auto [bitmap, values] = call_prune_rows(weight, call_col_norms(x, attention_mask), k);
     return {at::linear(x, weight, bias), bitmap, values};
   }
-  return linear_impl(x, weight, bias, k, attention_mask, /*keep_compact=*/true);
+  return linear_impl(x, weight, bias, k, m, attention_mask, /*keep_compact=*/true);
 }
 
 }  // namespace

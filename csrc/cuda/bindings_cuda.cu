@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "nm.h"
 #include "checks.h"
 #include "op_common.h"
 #include "cuda/common.cuh"
@@ -62,8 +63,9 @@ struct Selection {
 };
 
 Selection prepare_selection(const char* op, const at::Tensor& weight_, const at::Tensor& norms_,
-                            int64_t k, bool check_norms = true) {
+                            int64_t k, int64_t m, bool check_norms = true) {
   check_weight_norms_k(op, weight_, norms_, k);
+  check_group(op, weight_.size(1), k, m);
   Selection s{weight_.contiguous(), norms_.contiguous(), 0, weight_.size(0), weight_.size(1)};
   s.B = s.norms.dim() == 2 ? s.norms.size(0) : 1;
   check_int_range(op, "d_in", s.d);
@@ -79,27 +81,31 @@ void run_selection(const Selection& s, Emit emit, int64_t k, at::Tensor& out, at
                      at::cuda::getCurrentCUDAStream());
 }
 
-at::Tensor wanda_mask_cuda(const at::Tensor& weight, const at::Tensor& norms, int64_t k) {
-  const Selection s = prepare_selection("wanda_mask", weight, norms, k);
+// m > 0 (N:M groups) goes through the ATen composite of nm.h: no N:M kernel of our own yet.
+at::Tensor wanda_mask_cuda(const at::Tensor& weight, const at::Tensor& norms, int64_t k, int64_t m) {
+  const Selection s = prepare_selection("wanda_mask", weight, norms, k, m);
   const c10::cuda::CUDAGuard guard(s.weight.device());
+  if (m > 0) return nm_mask(s.weight, s.norms, k, m);
   at::Tensor out = at::empty(batch_shape(s.norms, {s.d_out, s.d}), s.weight.options().dtype(at::kBool));
   run_selection(s, Emit::mask, k, out, nullptr);
   return out;
 }
 
 at::Tensor wanda_prune_cuda(const at::Tensor& weight, const at::Tensor& norms, int64_t k,
-                            bool check_norms) {
-  const Selection s = prepare_selection("wanda_prune", weight, norms, k, check_norms);
+                            bool check_norms, int64_t m) {
+  const Selection s = prepare_selection("wanda_prune", weight, norms, k, m, check_norms);
   const c10::cuda::CUDAGuard guard(s.weight.device());
+  if (m > 0) return apply_mask(s.weight, nm_mask(s.weight, s.norms, k, m));
   at::Tensor out = at::empty(batch_shape(s.norms, {s.d_out, s.d}), s.weight.options());
   run_selection(s, Emit::pruned, k, out, nullptr);
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> prune_rows_cuda(const at::Tensor& weight, const at::Tensor& norms,
-                                                   int64_t k) {
-  const Selection s = prepare_selection("prune_rows", weight, norms, k);
+                                                   int64_t k, int64_t m) {
+  const Selection s = prepare_selection("prune_rows", weight, norms, k, m);
   const c10::cuda::CUDAGuard guard(s.weight.device());
+  if (m > 0) return compact_of_mask(s.weight, nm_mask(s.weight, s.norms, k, m), k);
   const int64_t words = (s.d + 31) / 32;
   at::Tensor bitmap = at::empty(batch_shape(s.norms, {s.d_out, words}), s.weight.options().dtype(at::kInt));
   at::Tensor values = at::empty(batch_shape(s.norms, {s.d_out, k}), s.weight.options());

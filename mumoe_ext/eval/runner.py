@@ -1,4 +1,7 @@
-"""The main job: methods × calibration sets × densities × datasets → perplexity records."""
+"""The main job: methods × calibration sets × densities × datasets → perplexity records.
+
+A density may also be an N:M pattern string ("2:4"): the job then prunes N:M (density N/M) and
+its records carry "pattern"."""
 from __future__ import annotations
 
 import json
@@ -8,6 +11,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from .._checks import parse_pattern
 from ..models import load_model, restore, sparsify
 from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
 from .perplexity import perplexity
@@ -15,8 +19,16 @@ from .perplexity import perplexity
 OFFLINE = ("wanda", "sparsegpt")
 
 
+def sparsity_setting(setting) -> tuple[float, str | None]:
+    """(density, pattern) of one entry of `densities`: a float, or an "N:M" pattern string."""
+    if isinstance(setting, str):
+        n, m = parse_pattern(setting, "eval")
+        return n / m, setting
+    return float(setting), None
+
+
 def plan(methods, densities, calibs, sparsegpt_calibs=None):
-    """[(method, calib, density)] in table order, dense first."""
+    """[(method, calib, density or "N:M")] in table order, dense first."""
     jobs = [("dense", None, 1.0)] if "dense" in methods else []
     for method in methods:
         if method == "dense":
@@ -54,33 +66,36 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
         log(f"{dataset_label(name)}: {ids.numel()} tokens from {source}")
     calib_cache = {}
     records = []
-    for method, calib, density in tqdm(plan(methods, densities, calibs, sparsegpt_calibs),
+    for method, calib, setting in tqdm(plan(methods, densities, calibs, sparsegpt_calibs),
                                        desc="jobs", disable=not progress):
         start = time.time()
+        density, pattern = sparsity_setting(setting)
+        label = pattern or f"{density:g}"
         if calib is not None and calib not in calib_cache:
             calib_cache[calib] = calibration_windows(calib, tokenizer, nsamples, seqlen, seed,
                                                      data_dir=data_dir)
-        sparsify(model, method, density, calib=calib_cache.get(calib), nsamples=nsamples,
-                 seed=seed, progress=progress)
+        sparsify(model, method, None if pattern else density, pattern=pattern,
+                 calib=calib_cache.get(calib), nsamples=nsamples, seed=seed, progress=progress)
         try:
             for name, (ids, source) in streams.items():
                 result = perplexity(model, ids, seqlen, max_windows, modes,
                                     prompt_dependent=(method == "mumoe"), progress=progress,
-                                    desc=f"{method} {density:g} {dataset_label(name)}")
+                                    desc=f"{method} {label} {dataset_label(name)}")
                 for mode, (ppl, windows) in result.items():
                     record = {"model": model_name, "method": method,
                               "calib": dataset_label(calib) if calib else None,
-                              "density": density, "dataset": dataset_label(name), "mode": mode,
+                              "density": density, "pattern": pattern,
+                              "dataset": dataset_label(name), "mode": mode,
                               "seqlen": seqlen, "windows": windows, "ppl": ppl,
                               "nsamples": nsamples if calib else None, "source": source,
                               "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
                     if name == "c4" and source.startswith("local"):
                         record["note"] = C4_LOCAL_NOTE
                     records.append(record)
-                    log(f"{method:9s} calib={record['calib'] or '-':9s} density={density:g} "
+                    log(f"{method:9s} calib={record['calib'] or '-':9s} density={label} "
                         f"{record['dataset']:9s} mode={mode:6s} ppl={ppl:.3f} ({windows} windows)")
         finally:
             restore(model)
-        log(f"{method} {calib or ''} {density:g}: {time.time() - start:.0f}s")
+        log(f"{method} {calib or ''} {label}: {time.time() - start:.0f}s")
         _save(records, out)
     return records

@@ -1,7 +1,7 @@
 """The paper's Table 1 layout from result records, as plain text or markdown.
 
 Rows: methods (offline ones once per calibration set), columns: datasets + Avg grouped by
-density (active weights), a dense line on top; one table per mode.
+density (active weights) or N:M pattern, a dense line on top; one table per mode.
 """
 from __future__ import annotations
 
@@ -42,18 +42,34 @@ def _ordered(values):
     return seen
 
 
+def _sparsity(r) -> tuple:
+    return r["density"], r.get("pattern")
+
+
+def _sparsity_order(key) -> tuple:
+    density, pattern = key  # unstructured first, then patterns, each by decreasing density
+    return -density, pattern is not None, pattern or ""
+
+
+def _sparsity_label(key) -> str:
+    density, pattern = key
+    return pattern if pattern else f"{density:.0%}"
+
+
 def table_rows(records: list, mode: str):
-    """(header, dense_line, rows) with rows = [(label, [cells...])], cells per density group."""
+    """(header, dense_line, rows) with rows = [(label, [cells...])], cells per density group
+    (a group per density, and one per N:M pattern)."""
     recs = [r for r in records if r["mode"] == mode]
     datasets = _ordered(r["dataset"] for r in recs)
-    densities = sorted(_ordered(r["density"] for r in recs if r["method"] != "dense"), reverse=True)
-    ppl = {(r["method"], r["calib"], r["density"], r["dataset"]): r["ppl"] for r in recs}
-    dense = [ppl.get(("dense", None, 1.0, d)) for d in datasets]
+    densities = sorted(_ordered(_sparsity(r) for r in recs if r["method"] != "dense"),
+                       key=_sparsity_order)
+    ppl = {(r["method"], r["calib"], _sparsity(r), r["dataset"]): r["ppl"] for r in recs}
+    dense = [ppl.get(("dense", None, (1.0, None), d)) for d in datasets]
     dense_line = None
     if any(v is not None for v in dense):
         parts = [f"{_short(d)}: {_fmt(v)}" for d, v in zip(datasets, dense)]
         dense_line = f"dense ({', '.join(parts)}, Avg: {_fmt(_avg(dense))})"
-    header = [(f"{density:.0%}", [_short(d) for d in datasets] + ["Avg"]) for density in densities]
+    header = [(_sparsity_label(key), [_short(d) for d in datasets] + ["Avg"]) for key in densities]
     rows = []
     pairs = _ordered((r["method"], r["calib"]) for r in recs if r["method"] != "dense")
     rank, calib_rank = list(METHOD_LABEL), ["wikitext2", "ptb", "c4"]

@@ -23,19 +23,23 @@ from .prompt_context import DECODE, PREFILL, PromptContext
 
 class MuMoELinear(nn.Linear):
     """Keeps the original `weight`/`bias` Parameters (same state_dict keys, same devices) and
-    prunes them per prompt in forward; `density` is the fraction of weights kept per row."""
+    prunes them per prompt in forward; `density` is the fraction of weights kept per row, or with
+    `pattern` "N:M" the N largest of every M consecutive columns are kept (density N/M)."""
 
-    def __init__(self, linear: nn.Linear, density: float, context: PromptContext):
+    def __init__(self, linear: nn.Linear, density: float, context: PromptContext,
+                 pattern: str | None = None):
         nn.Module.__init__(self)  # no fresh weight: share the original Parameters
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
         self.density = float(density)
+        self.pattern = pattern
         self.context = context
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, density={self.density}"
+        extra = f", pattern={self.pattern!r}" if self.pattern else ""
+        return f"{super().extra_repr()}, density={self.density}{extra}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.density == 1.0:
@@ -58,9 +62,12 @@ class MuMoELinear(nn.Linear):
     def select(self, x: torch.Tensor, attention_mask: torch.Tensor | None, keep_compact: bool):
         """(y, RowSparse or None): this prompt's pruned product and, when `keep_compact`, the
         compact weight decode will reuse. x is (T, d) or (B, T, d), one mask per prompt."""
+        density = None if self.pattern else self.density
         if keep_compact:
-            return op("wanda_linear_compact")(x, self.weight, self.bias, self.density, attention_mask)
-        return op("wanda_linear")(x, self.weight, self.bias, self.density, attention_mask), None
+            return op("wanda_linear_compact")(x, self.weight, self.bias, density, attention_mask,
+                                              pattern=self.pattern)
+        return op("wanda_linear")(x, self.weight, self.bias, density, attention_mask,
+                                  pattern=self.pattern), None
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         rs = self.context.session.weights.get(self)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._checks import check_density
+from .._checks import parse_pattern, pattern_density
 from ..pruning.calibration import calibration_batches
 from ..pruning.magnitude import prune_magnitude
 from ..pruning.offline import OFFLINE_METHODS, prune_layers
@@ -34,6 +34,7 @@ class SparsifyState:
     method: str
     density: float
     names: list
+    pattern: str | None = None                     # "N:M" or None (unstructured)
     originals: dict = field(default_factory=dict)  # name -> CPU copy of the weight (VLM parts)
     weights: PrunedWeights | None = None          # what the offline methods changed, and originals
     swapped: dict = field(default_factory=dict)    # name -> the original nn.Linear
@@ -45,12 +46,12 @@ def sparsify_state(model: nn.Module) -> SparsifyState | None:
     return model.__dict__.get(STATE_ATTR)
 
 
-def _check_args(model, method, density, nsamples, opts):
+def _check_args(model, method, density, pattern, nsamples, opts):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    check_density(density, "sparsify")
+    density = pattern_density(density, pattern, "sparsify")
     if isinstance(nsamples, bool) or not isinstance(nsamples, int) or nsamples < 1:
         raise ValueError(f"nsamples must be a positive int, got {nsamples!r}")
     unknown = set(opts) - OFFLINE_OPTIONS
@@ -60,6 +61,20 @@ def _check_args(model, method, density, nsamples, opts):
     if sparsify_state(model) is not None:
         raise RuntimeError(f"model is already sparsified with "
                            f"{sparsify_state(model).method!r}; call restore(model) first")
+    return density
+
+
+def _check_pattern_fits(linears, pattern):
+    nm = parse_pattern(pattern, "sparsify")
+    if nm is None:
+        return
+    bad = [f"{name} (in_features={lin.in_features})" for name, lin in linears.items()
+           if lin.in_features % nm[1]]
+    if bad:
+        raise ValueError(f"sparsify: pattern={pattern!r} needs M={nm[1]} to divide the in_features "
+                         f"of every pruned linear; it does not for {', '.join(bad[:3])}"
+                         + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                         + " (exclude them with exclude=)")
 
 
 def _layer_index(name: str, prefix: str) -> int | None:
@@ -86,7 +101,7 @@ def _calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir):
     return list(itertools.islice(calibration_batches(calib), nsamples))
 
 
-def _prune_offline(model, method, density, linears, batches, progress, opts, edit_weight):
+def _prune_offline(model, method, density, pattern, linears, batches, progress, opts, edit_weight):
     adapter = find_adapter(model)
     by_layer: dict[int, dict] = {}
     for name, lin in linears.items():
@@ -102,7 +117,7 @@ def _prune_offline(model, method, density, linears, batches, progress, opts, edi
     try:
         prune_layers(model, layers[:last + 1], method, density, batches,
                      linears_of=lambda i, layer: by_layer.get(i, {}), progress=progress,
-                     edit_weight=edit_weight, **opts)
+                     edit_weight=edit_weight, pattern=pattern, **opts)
     finally:
         model.config.use_cache = use_cache
 
@@ -110,7 +125,7 @@ def _prune_offline(model, method, density, linears, batches, progress, opts, edi
 def _swap_in_mumoe(model, linears, density, state):
     state.context = PromptContext()
     for name, lin in linears.items():
-        mumoe = MuMoELinear(lin, density, state.context)
+        mumoe = MuMoELinear(lin, density, state.context, pattern=state.pattern)
         carry_hook(lin, mumoe)  # an accelerate-dispatched linear: same devices, same offloading
         model.set_submodule(name, mumoe)
         state.swapped[name] = lin
@@ -119,11 +134,16 @@ def _swap_in_mumoe(model, linears, density, state):
 
 
 @torch.no_grad()
-def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamples: int = 128,
+def sparsify(model: nn.Module, method: str, density: float | None = None, *, pattern=None,
+             calib=None, nsamples: int = 128,
              seqlen: int | None = None, seed: int = 0, include=None, exclude=None,
              progress: bool = True, tokenizer=None, data_dir: str | None = None,
              keep_originals=True, offload_folder=None, **opts) -> nn.Module:
     """Prune `model` in place with `method` keeping `density` of the weights; returns `model`.
+
+    pattern="N:M" (e.g. "2:4"): N:M sparsity instead, N kept in every M consecutive input columns
+    of each row (per prompt for mumoe; magnitude/wanda/sparsegpt as their reference code does);
+    density is then omitted or N/M. M must divide the in_features of every pruned linear.
 
     calib (wanda, sparsegpt): a dataset name (``wikitext2``, ``ptb``, ``c4`` or a text file path;
     needs `tokenizer`), a LongTensor (n, seqlen) of token windows, or an iterable of dicts of
@@ -135,9 +155,11 @@ def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamp
     pruned weights of disk-offloaded layers go (default: the model's offload folder). Both are
     described in docs/offload.md with what is kept where for each kind of placement.
     """
-    _check_args(model, method, density, nsamples, opts)
+    density = _check_args(model, method, density, pattern, nsamples, opts)
     linears = select_linears(model, include, exclude)
-    state = SparsifyState(method, float(density), list(linears))
+    if method != "dense":
+        _check_pattern_fits(linears, pattern)
+    state = SparsifyState(method, float(density), list(linears), pattern=pattern)
     if method in ("magnitude",) + OFFLINE_METHODS:
         batches = (_calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir)
                    if method in OFFLINE_METHODS else None)
@@ -148,9 +170,9 @@ def sparsify(model: nn.Module, method: str, density: float, *, calib=None, nsamp
             if method == "magnitude":
                 for name, lin in linears.items():
                     with state.weights.editing(name, lin):
-                        prune_magnitude({name: lin}, density)
+                        prune_magnitude({name: lin}, density, pattern)
             else:
-                _prune_offline(model, method, density, linears, batches, progress, opts,
+                _prune_offline(model, method, density, pattern, linears, batches, progress, opts,
                                state.weights.editing)
         except BaseException:
             restore(model)

@@ -25,11 +25,13 @@ def all_linears(i: int, layer: nn.Module) -> dict:
 def prune_layers(model: nn.Module, layers, method: str, density: float, batches: Iterable[dict],
                  linears_of: Callable[[int, nn.Module], dict] = all_linears, progress: bool = True,
                  on_pruned: Callable | None = None, blocksize: int = 128,
-                 percdamp: float = 0.01, edit_weight: Callable | None = None) -> None:
+                 percdamp: float = 0.01, edit_weight: Callable | None = None,
+                 pattern: str | None = None) -> None:
     """Sequentially calibrate and prune `layers` of `model` in place.
 
     `batches`: dicts of model-forward kwargs. `on_pruned(name, linear, stats)` is called after each
     linear is pruned (tests use it to see the accumulated norms / Hessians).
+    `pattern` "N:M": N:M sparsity as the references' prune_n/prune_m (density must be N/M).
     `edit_weight(name, linear)`: a context manager around each linear's pruning that makes
     `linear.weight` real and keeps the result (`models.pruned_weights`: accelerate offloading).
     """
@@ -39,10 +41,11 @@ def prune_layers(model: nn.Module, layers, method: str, density: float, batches:
         raise ValueError("layers: nothing to prune (empty layer list)")
     if method == "wanda":
         new_stats = lambda name, lin: WandaStats(lin)
-        prune_one = lambda lin, st: prune_wanda_linear(lin, st, density)
+        prune_one = lambda lin, st: prune_wanda_linear(lin, st, density, pattern)
     else:
         new_stats = lambda name, lin: HessianStats(lin)
-        prune_one = lambda lin, st: prune_sparsegpt_linear(lin, st, density, blocksize, percdamp)
+        prune_one = lambda lin, st: prune_sparsegpt_linear(lin, st, density, blocksize, percdamp,
+                                                           pattern)
 
     def prune(name, linear, stats):
         with edit_weight(name, linear) if edit_weight is not None else nullcontext():
@@ -52,4 +55,4 @@ def prune_layers(model: nn.Module, layers, method: str, density: float, batches:
 
     inputs = capture_inputs(model, layers[0], batches, progress=progress)
     prune_sequentially(layers, inputs, linears_of, new_stats, prune, progress=progress,
-                       desc=f"{method} {density:g}")
+                       desc=f"{method} {pattern or f'{density:g}'}")

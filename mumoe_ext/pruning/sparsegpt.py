@@ -6,6 +6,11 @@ prunes the smallest ``w² / [H⁻¹]_jj²`` over the *whole block* (all rows tog
 does), then the OBS update spreads each pruned column's error onto the columns to its right.
 The reference prunes ``score <= sorted[int(numel·sparsity)]`` (one extra weight plus ties); we
 prune exactly ``floor(numel·(1 − density))`` per block, ties pruning the lower flat index first.
+
+``pattern="N:M"`` is the reference's ``prunen``/``prunem`` path: when the sweep reaches the first
+column of a group of M, each row prunes the M - N smallest scores of that group, computed from the
+weights as the sweep has updated them so far (ties: the higher column goes first, keeping the
+lower one as everywhere else in mumoe). `blocksize` must then be a multiple of M.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import math
 
 import torch
 
-from .._checks import check_density
+from .._checks import parse_pattern, pattern_density
 from .calibration import LinearStats
 
 
@@ -46,13 +51,24 @@ def _block_prune_mask(scores: torch.Tensor, density: float) -> torch.Tensor:
     return pruned.view_as(scores)
 
 
+def _group_prune_mask(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Per row of (rows, M) scores: True for all but the n largest (stable: ties keep the lower column)."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return torch.ones_like(scores, dtype=torch.bool).scatter_(1, order[:, :n], False)
+
+
 @torch.no_grad()
-def sparsegpt_weight(weight: torch.Tensor, hessian: torch.Tensor, density: float,
-                     blocksize: int = 128, percdamp: float = 0.01) -> torch.Tensor:
+def sparsegpt_weight(weight: torch.Tensor, hessian: torch.Tensor, density: float | None,
+                     blocksize: int = 128, percdamp: float = 0.01,
+                     pattern: str | None = None) -> torch.Tensor:
     """The pruned and OBS-updated weight (fp32, same shape); inputs are not modified."""
-    check_density(density, "sparsegpt")
+    density = pattern_density(density, pattern, "sparsegpt")
+    nm = parse_pattern(pattern, "sparsegpt")
     if blocksize < 1:
         raise ValueError(f"sparsegpt: blocksize must be >= 1, got {blocksize}")
+    if nm is not None and (blocksize % nm[1] or weight.shape[1] % nm[1]):
+        raise ValueError(f"sparsegpt: pattern={pattern!r} needs M={nm[1]} to divide blocksize="
+                         f"{blocksize} and d_in={weight.shape[1]}")
     if not percdamp >= 0:
         raise ValueError(f"sparsegpt: percdamp must be >= 0, got {percdamp}")
     W = weight.detach().float().clone()
@@ -72,11 +88,17 @@ def sparsegpt_weight(weight: torch.Tensor, hessian: torch.Tensor, density: float
         W1 = W[:, i1:i2].clone()
         Hinv1 = Hinv[i1:i2, i1:i2]
         Err1 = torch.zeros_like(W1)
-        pruned = _block_prune_mask(W1.square() / torch.diag(Hinv1).square().unsqueeze(0), density)
-        pruned_f = pruned.to(W1.dtype)
+        diag1 = torch.diag(Hinv1)
+        if nm is None:
+            pruned = _block_prune_mask(W1.square() / diag1.square().unsqueeze(0), density)
+        else:
+            pruned = torch.zeros_like(W1, dtype=torch.bool)
         for i in range(i2 - i1):
+            if nm is not None and i % nm[1] == 0:
+                g = slice(i, i + nm[1])
+                pruned[:, g] = _group_prune_mask(W1[:, g].square() / diag1[g].square().unsqueeze(0), nm[0])
             # OBS: zero the pruned entries of column i, move their error onto columns >= i
-            err = W1[:, i] * pruned_f[:, i] / Hinv1[i, i]
+            err = W1[:, i] * pruned[:, i].to(W1.dtype) / Hinv1[i, i]
             W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1.0)
             Err1[:, i] = err
         W1.masked_fill_(pruned, 0.0)  # exact zeros (the update leaves rounding residue there)
@@ -87,6 +109,7 @@ def sparsegpt_weight(weight: torch.Tensor, hessian: torch.Tensor, density: float
 
 @torch.no_grad()
 def prune_sparsegpt_linear(linear, stats: HessianStats, density: float, blocksize: int = 128,
-                           percdamp: float = 0.01) -> None:
-    new = sparsegpt_weight(linear.weight, stats.hessian, density, blocksize, percdamp)
+                           percdamp: float = 0.01, pattern: str | None = None) -> None:
+    new = sparsegpt_weight(linear.weight, stats.hessian, None if pattern else density, blocksize,
+                           percdamp, pattern)
     linear.weight.copy_(new.to(linear.weight.dtype))

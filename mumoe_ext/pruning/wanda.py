@@ -6,6 +6,8 @@ differ by one positive factor per matrix, so the per-row order is identical, and
 exactly what `mumoe_ext.col_norms` gives on the concatenated calibration tokens. The mask is
 `mumoe_ext.wanda_mask` on those norms, so offline Wanda and µ-MoE share one selection rule
 (ties keep the lower column; the reference's ascending stable sort would prune it instead).
+``pattern="N:M"`` is the reference's ``prune_n``/``prune_m`` path: the same scores, N kept in
+every group of M consecutive columns (`wanda_mask(..., pattern=)`).
 """
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ class WandaStats(LinearStats):
 
 
 @torch.no_grad()
-def prune_wanda_linear(linear, stats: WandaStats, density: float) -> torch.Tensor:
+def prune_wanda_linear(linear, stats: WandaStats, density: float,
+                       pattern: str | None = None) -> torch.Tensor:
     """Zero the pruned weights of `linear` in place; returns the keep mask."""
-    mask = op("wanda_mask")(linear.weight, stats.norms, density)
+    mask = op("wanda_mask")(linear.weight, stats.norms, density, pattern=pattern)
     linear.weight.mul_(mask)
     return mask
