@@ -116,6 +116,13 @@ def check_norms_finite(norms: torch.Tensor, op: str, what: str = "norms") -> Non
         raise ValueError(f"{op}: {what} must be non-negative")
 
 
+def check_weight_finite(weight: torch.Tensor, op: str) -> None:
+    """A NaN/Inf weight would give a silent mask (NaN scores sort above every other): refused by
+    every op that selects. The kernels check inside their selection loop; this is the twins' check."""
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"{op}: weight contains NaN or Inf; Wanda scores need finite weights")
+
+
 def check_mask(mask, weight: torch.Tensor, x: torch.Tensor, op: str) -> None:
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{op}: mask must be a torch.Tensor, got {type(mask).__name__}")

@@ -42,6 +42,7 @@ def _select(weight, norms, density, op):
         raise ValueError(f"{op}: weight must be (d_out, d_in), got shape {tuple(weight.shape)}")
     norms = C.check_norms(norms, weight, op)
     C.check_norms_finite(norms, op)
+    C.check_weight_finite(weight, op)
     k = C.keep_count(weight.shape[1], density, op)
     return wanda_scores(weight, norms), k
 

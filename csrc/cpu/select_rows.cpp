@@ -5,6 +5,11 @@
 
 namespace mumoe::cpu {
 
+std::atomic<bool>& weight_check_enabled() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+
 void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, const RowOutputs& out,
                  int64_t row_begin, int64_t row_end) {
   const int64_t d_out = weight.size(0), d = weight.size(1);
@@ -15,7 +20,7 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, c
   const float* np = norms.const_data_ptr<float>();
   const bool batched = norms.dim() == 2;
   parallel_rows(row_end - row_begin, 32, [&](int64_t s, int64_t e) {
-    RowSelector sel(d);
+    RowSelector sel(d, out.op);
     for (int64_t r = row_begin + s; r < row_begin + e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
       const char* w = wp + es * i * d;
