@@ -25,14 +25,9 @@ inline DType dtype_of(const at::Tensor& t) {
 // On unless a benchmark turns it off (mumoe_ext._C._set_weight_check) to measure its cost.
 std::atomic<bool>& weight_check_enabled();
 
-// A score key is non-finite (>= 0x7f800000) only if its weight is NaN/Inf (the norms were checked)
-// or |w|*n overflowed fp32. Keys < 2^31, so adding 2^23 sets bit 31 exactly for those: add + or,
-// which vectorises even in this flag-free code, over keys still in L1.
-inline bool keys_all_finite(const uint32_t* keys, int64_t d) {
-  uint32_t acc = 0;
-  for (int64_t j = 0; j < d; ++j) acc |= keys[j] + 0x00800000u;
-  return !(acc >> 31);
-}
+// True when no score key is NaN/Inf (>= 0x7f800000): a key is only so if its weight is NaN/Inf
+// (the norms were checked) or |w|*n overflowed fp32. In select_rows.cpp, cloned per ISA.
+bool keys_all_finite(const uint32_t* keys, int64_t d);
 
 // First column of the row holding NaN/Inf, or -1 (an overflowed score is not an error).
 inline int64_t first_non_finite(const char* w, DType dt, int64_t d) {

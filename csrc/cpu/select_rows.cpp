@@ -5,6 +5,17 @@
 
 namespace mumoe::cpu {
 
+// Keys < 2^31, so adding 2^23 sets bit 31 exactly for the non-finite ones: add + or over keys still
+// in L1. target_clones picks the widest vectors the CPU has at load time (this file has no -m flags).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+bool keys_all_finite(const uint32_t* keys, int64_t d) {
+  uint32_t acc = 0;
+  for (int64_t j = 0; j < d; ++j) acc |= keys[j] + 0x00800000u;
+  return !(acc >> 31);
+}
+
 std::atomic<bool>& weight_check_enabled() {
   static std::atomic<bool> on{true};
   return on;
