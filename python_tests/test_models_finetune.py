@@ -46,11 +46,11 @@ def test_lora_finetune_lowers_the_loss_with_mumoe_active():
     torch.manual_seed(0)
     model, adapters = _lora_model(0.5)
     assert sum(isinstance(m, MuMoELinear) for m in model.modules()) == 14  # 7 per layer, 2 layers
-    opt = torch.optim.Adam(adapters.parameters(), lr=5e-2)
+    opt = torch.optim.Adam(adapters.parameters(), lr=2e-2)
     model.train()
     ids = _batch()
     losses = []
-    for step in range(15):
+    for step in range(20):
         loss = model(input_ids=ids, labels=ids, use_cache=False).loss
         opt.zero_grad()
         loss.backward()
@@ -58,7 +58,7 @@ def test_lora_finetune_lowers_the_loss_with_mumoe_active():
         losses.append(loss.item())
     # every adapter got a gradient: it flowed back through every µ-MoE linear's x
     assert all(a.a.weight.grad is not None and a.a.weight.grad.abs().sum() > 0 for a in adapters)
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.9 * losses[0] and max(losses[-5:]) < min(losses[:5]), losses
     restore(model)
 
 
@@ -71,7 +71,7 @@ def test_full_finetune_updates_only_the_kept_weights():
     model.train()
     ids = _batch()
     seen = {}
-    lin.register_forward_hook(lambda mod, inp, out: seen.setdefault("x", inp[0].detach()))
+    lin.register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))  # returns None
     model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
     g = lin.weight.grad
     # the prompts of the batch prune separately: a weight gets a gradient only if some prompt kept it
