@@ -100,7 +100,7 @@ def check_norms(norms, weight: torch.Tensor, op: str) -> torch.Tensor:
     if norms.device != weight.device:
         raise ValueError(f"{op}: norms is on {norms.device} but weight is on {weight.device}")
     if norms.dim() not in (1, 2) or norms.shape[-1] != weight.shape[1]:
-        raise ValueError(f"{op}: norms must be (d_in,) or (B, d_in) with d_in={weight.shape[1]}, "
+        raise ValueError(f"{op}: norms must be (d_in,) or (B, d_in) with the weight's d_in={weight.shape[1]}, "
                          f"got shape {tuple(norms.shape)}")
     if norms.numel() == 0:
         raise ValueError(f"{op}: norms must not be empty")

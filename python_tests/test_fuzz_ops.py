@@ -79,7 +79,7 @@ def _check_selection(op, p, dev):
 @pytest.mark.parametrize("op", ["wanda_mask", "wanda_prune", "prune_rows"])
 @given(p=problems(with_x=False))
 def test_fuzz_selection(op, backend, p):
-    count(f"{op}[{backend[1] or backend[0]}]")
+    count(f"valid:{op}[{backend[1] or backend[0]}]")
     with on_backend(backend) as dev:
         _check_selection(op, p, dev)
 
@@ -87,7 +87,7 @@ def test_fuzz_selection(op, backend, p):
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(p=problems())
 def test_fuzz_col_norms(backend, p):
-    count(f"col_norms[{backend[1] or backend[0]}]")
+    count(f"valid:col_norms[{backend[1] or backend[0]}]")
     x = p["x"]
     with on_backend(backend) as dev:
         want = _same_refusal(lambda: reference.col_norms(x), lambda: mumoe_ext.col_norms(x.to(dev)))
@@ -109,7 +109,7 @@ def _finite_product_inputs(p):
 @pytest.mark.parametrize("op", ["masked_linear", "sparse_linear"])
 @given(p=problems())
 def test_fuzz_fixed_mask_products(op, backend, p):
-    count(f"{op}[{backend[1] or backend[0]}]")
+    count(f"valid:{op}[{backend[1] or backend[0]}]")
     x, w = _finite_product_inputs(p)
     b, density = p["bias"], p["density"]
     norms = p["norms"] if x.dim() == 3 and p["norms"].dim() == 2 and p["norms"].shape[0] == x.shape[0] \
@@ -131,7 +131,7 @@ def test_fuzz_fixed_mask_products(op, backend, p):
 @pytest.mark.parametrize("op", ["wanda_linear", "wanda_linear_compact"])
 @given(p=problems(), padded=st.booleans())
 def test_fuzz_wanda_linear(op, backend, p, padded):
-    count(f"{op}[{backend[1] or backend[0]}]")
+    count(f"valid:{op}[{backend[1] or backend[0]}]")
     x, w = _finite_product_inputs(p)
     b, density = p["bias"], p["density"]
     am = None

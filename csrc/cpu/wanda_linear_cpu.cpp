@@ -230,8 +230,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
 at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, int64_t k,
                             const std::optional<at::Tensor>& attention_mask) {
+  check_wanda_linear_args(x, weight, bias, k);  // before weight.size(-1): a 0-d weight must not index
   if (k == weight.size(-1)) {  // density 1: exactly F.linear (the norms still refuse NaN/Inf)
-    check_wanda_linear_args(x, weight, bias, k);
     call_col_norms(x, attention_mask);
     return at::linear(x, weight, bias);
   }
@@ -241,8 +241,8 @@ at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t k,
     const std::optional<at::Tensor>& attention_mask) {
+  check_wanda_linear_args(x, weight, bias, k);
   if (k == weight.size(-1)) {  // density 1: y exactly F.linear, the compact weight keeps every entry
-    check_wanda_linear_args(x, weight, bias, k);
     auto [bitmap, values] = call_prune_rows(weight, call_col_norms(x, attention_mask), k);
     return {at::linear(x, weight, bias), bitmap, values};
   }
