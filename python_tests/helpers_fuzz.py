@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
             HealthCheck.function_scoped_fixture]
-settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None,
+settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None,
                           suppress_health_check=_slow_ok, print_blob=True)
-settings.register_profile("long", max_examples=1000, derandomize=False, deadline=None,
+settings.register_profile("long", max_examples=1500, derandomize=False, deadline=None,
                           suppress_health_check=_slow_ok, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
