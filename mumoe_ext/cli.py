@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_args import as_list as _as_list, choice_list, comma_list as _list, densities as _densities
+from .cli_args import positive as _positive
 from .models.sparsify import METHODS
 
 DEFAULTS = dict(model="smollm2-135m", methods="dense,magnitude,wanda,mumoe",
@@ -22,45 +24,12 @@ DEFAULTS = dict(model="smollm2-135m", methods="dense,magnitude,wanda,mumoe",
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
-def _list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list, got {text!r}")
-    return items
-
-
 def _methods(text):
-    items = _list(text, "--methods")
-    bad = [m for m in items if m not in METHODS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--methods: unknown {bad}; choose from {list(METHODS)}")
-    return items
-
-
-def _densities(text):
-    try:
-        values = [float(t) for t in _list(text, "--density")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--density: expected numbers like 0.6,0.5,0.4, got {text!r}")
-    bad = [v for v in values if not 0.0 < v <= 1.0]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--density: values must be in (0, 1], got {bad}")
-    return values
+    return choice_list(text, "--methods", METHODS)
 
 
 def _modes(text):
-    items = _list(text, "--mode")
-    bad = [m for m in items if m not in ("window", "prefix")]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--mode: unknown {bad}; choose window, prefix or both")
-    return items
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+    return choice_list(text, "--mode", ("window", "prefix"))
 
 
 def add_eval_parser(subparsers):
@@ -105,10 +74,6 @@ def add_eval_parser(subparsers):
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_eval_command)
     return p
-
-
-def _as_list(value, parse):
-    return parse(value) if isinstance(value, str) else value
 
 
 def run_eval_command(args) -> int:

@@ -97,3 +97,26 @@ def test_bad_input_names_the_argument():
         mumoe_ext.wanda_linear_compact(torch.full((4, 10), float("nan")), w)
     with pytest.raises(ValueError, match="wanda_linear_compact: bias must have shape"):
         mumoe_ext.wanda_linear_compact(x, w, torch.randn(5))
+
+
+@pytest.mark.parametrize("path", ["blocked", "composite"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_forced_prefill_path_matches_reference(dtype, path, monkeypatch):
+    # MUMOE_CPU_PREFILL picks the T > 8 path whatever the size thresholds would pick.
+    monkeypatch.setenv("MUMOE_CPU_PREFILL", path)
+    x = _integer_x((2, 20, 512), dtype)
+    w = make_weight(300, 512, dtype)
+    b = torch.randn(300).to(dtype)
+    want_y, want_rs = reference.wanda_linear_compact(x, w, b, 0.5)
+    y, rs = mumoe_ext.wanda_linear_compact(x, w, b, density=0.5)
+    assert torch.equal(rs.bitmap, want_rs.bitmap)
+    assert_bitwise_equal(rs.values, want_rs.values)
+    assert_linear_close(y, want_y, x, want_rs.to_dense(), b)
+    assert_linear_close(mumoe_ext.wanda_linear(x, w, b, density=0.5), want_y, x, want_rs.to_dense(), b)
+
+
+def test_unknown_prefill_path_is_refused(monkeypatch):
+    monkeypatch.setenv("MUMOE_CPU_PREFILL", "fastest")
+    x, w = torch.randn(20, 64), torch.randn(48, 64)
+    with pytest.raises(ValueError, match="MUMOE_CPU_PREFILL"):
+        mumoe_ext.wanda_linear_compact(x, w, None, density=0.5)

@@ -57,9 +57,12 @@ def main():
             rows.append((method, compiled, first_total, steady.prefill_s * 1e3, steady.decode_s * 1e3,
                          new_len_total))
             print(rows[-1], flush=True)
+    from mumoe_ext.perf.cli import machine
+    env = machine()
     lines = [f"SmolLM2-135M bf16, prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, "
-             f"{args.threads} threads, torch {torch.__version__}, µ-MoE density {args.density}",
-             "", "| model | forward | first generate (s) | prefill ms | decode ms/token | "
+             f"{args.threads} threads, {env['cpu']}; torch {env['torch']}, transformers "
+             f"{env['transformers']}, commit {env['commit']}, µ-MoE density {args.density}", "",
+             "`python3 tools/compile_generate.py " + " ".join(sys.argv[1:]) + "`", "", "| model | forward | first generate (s) | prefill ms | decode ms/token | "
              f"generate at {args.prompt_tokens // 2} tokens (s) |", "|---|---|---|---|---|---|"]
     for m, c, first, pre, dec, other_s in rows:
         lines.append(f"| {m} | {'compiled' if c else 'eager'} | {first:.1f} | {pre:.1f} | {dec:.2f} | "

@@ -13,6 +13,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <tuple>
 #include <vector>
 
@@ -42,6 +44,18 @@ int64_t block_rows(int64_t d_out, int64_t d_in, int64_t elem_size) {
 // (32 MiB here, shared with the blocks). Measured: at 5.6 MiB (Llama-7B down, T = 128, fp32)
 // blocks beat the composite, at 32 MiB (T = 2048 at d_in = 4096) the composite wins.
 constexpr int64_t kBlockedMaxTokenBytes = int64_t(8) << 20;
+
+// MUMOE_CPU_PREFILL=blocked|composite forces one of the two T > kSmallT paths (tests, measurements).
+// Otherwise blocked while x fits in the cache beside the blocks. (With AMX, bf16, the vendor GEMM
+// is 1.6x slower on 256-row blocks than on the whole matrix, but the composite's extra pass over
+// a full pruned copy costs as much: 7.5 vs 7.3 ms, 5632 x 2048, T = 256, Sapphire Rapids.)
+bool use_blocked(const at::Tensor& x) {
+  const char* force = std::getenv("MUMOE_CPU_PREFILL");
+  if (force && std::strcmp(force, "blocked") == 0) return true;
+  if (force && std::strcmp(force, "composite") == 0) return false;
+  TORCH_CHECK_VALUE(!force || !*force, "MUMOE_CPU_PREFILL must be 'blocked', 'composite' or unset, got '", force, "'");
+  return x.numel() * x.element_size() <= kBlockedMaxTokenBytes;
+}
 
 // A thread's scratch buffer, reused across calls (a fresh one would pay its page faults each time).
 char* thread_buffer(int which, int64_t bytes) {
@@ -139,9 +153,8 @@ at::Tensor composite(const at::Tensor& x, const at::Tensor& weight, const at::Te
 at::Tensor prompt_product(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
                           int64_t k, const std::optional<at::Tensor>& bias, Compact c) {
   if (x.size(0) <= kSmallT) return small_t(x, weight, norms, k, bias, c);
-  at::Tensor y = x.numel() * x.element_size() <= kBlockedMaxTokenBytes
-                     ? blocked(x, weight, norms, k, c)
-                     : composite(x, weight, norms, k, c);
+  at::Tensor y = use_blocked(x) ? blocked(x, weight, norms, k, c)
+                                        : composite(x, weight, norms, k, c);
   return bias ? y.add_(*bias) : y;
 }
 

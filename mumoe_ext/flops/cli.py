@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..cli_args import densities as _densities, positive as _positive
+
 
 def human(n: float) -> str:
     """Three significant digits with a K/M/G/T/P suffix, as the paper's Table 4 prints them."""
@@ -17,23 +19,6 @@ def human(n: float) -> str:
             digits = 2 if value < 10 else 1 if value < 100 else 0
             return f"{value:.{digits}f}{unit}"
     return f"{n:.0f}"
-
-
-def _densities(text):
-    try:
-        values = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--density: expected numbers like 1,0.5, got {text!r}")
-    if not values or any(not 0.0 < v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"--density: values must be in (0, 1], got {text!r}")
-    return values
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def format_tables(reports) -> str:

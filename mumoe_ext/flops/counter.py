@@ -23,6 +23,7 @@ Mistral, Qwen, ...) is counted from what it executes. Conventions (docs/flops.md
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -205,6 +206,37 @@ def _install(tally: _Tally, model: nn.Module, layer_ids: set) -> list:
     return handles
 
 
+@contextlib.contextmanager
+def meta_safe_rotary(model: nn.Module):
+    """Within: torch < 2.14 has no autocast state for the meta device, and transformers' rotary embeddings
+    open `torch.autocast(device_type=x.device.type, enabled=False)`: on meta, give those modules a
+    forward that returns cos/sin of the right shape (their FLOPs are counted in the attention
+    line, not here)."""
+    try:
+        torch.get_autocast_dtype("meta")
+        yield
+        return
+    except RuntimeError:
+        pass
+    patched = []
+    for m in model.modules():
+        inv_freq = getattr(m, "inv_freq", None)
+        if "Rotary" not in type(m).__name__ or inv_freq is None or inv_freq.device.type != "meta":
+            continue
+
+        def shaped(x, position_ids, *args, _dim=2 * inv_freq.numel(), **kwargs):
+            cos = torch.empty(*position_ids.shape, _dim, device=x.device, dtype=x.dtype)
+            return cos, torch.empty_like(cos)
+        m.forward = shaped
+        patched.append(m)
+
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
 def meta_model(config) -> nn.Module:
     """The causal LM of `config` on the meta device (eager attention, so every op is a module
     call or a plain tensor op; the count does not depend on the attention kernel)."""
@@ -242,7 +274,8 @@ def count_flops(config_or_model, density: float = 1.0, tokens: int = 128, method
         ids = torch.zeros(1, tokens, dtype=torch.long, device=device)
         # an explicit all-ones mask: without one, transformers looks for packed sequences in
         # the position ids, a data-dependent branch that meta tensors cannot take
-        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        with meta_safe_rotary(model):
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
     finally:
         for h in handles:
             h.remove()

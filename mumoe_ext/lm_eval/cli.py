@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_args import as_list as _as_list, choice_list, comma_list as _items, densities as _densities
+from ..cli_args import positive as _positive
 from . import INSTALL_HINT, WANDA_TASKS
-
-
-def _items(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list, got {text!r}")
-    return items
 
 
 def _methods(text):
     from ..models.sparsify import METHODS
-    items = _items(text, "--method")
-    bad = [m for m in items if m not in METHODS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--method: unknown {bad}; choose from {list(METHODS)}")
-    return items
-
-
-def _densities(text):
-    try:
-        values = [float(t) for t in _items(text, "--density")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--density: expected numbers like 0.5,0.4, got {text!r}")
-    bad = [v for v in values if not 0.0 < v <= 1.0]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--density: values must be in (0, 1], got {bad}")
-    return values
+    return choice_list(text, "--method", METHODS)
 
 
 def _batch_size(text):
@@ -62,13 +42,6 @@ def _limit(text):
         if value != int(value):
             raise argparse.ArgumentTypeError(f"--limit: a count must be an integer, got {text}")
         return int(value)
-    return value
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
@@ -109,10 +82,6 @@ def add_lm_eval_parser(subparsers):
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_lm_eval_command)
     return p
-
-
-def _as_list(value, parse):
-    return parse(value) if isinstance(value, str) else value
 
 
 def run_lm_eval_command(args) -> int:

@@ -8,24 +8,18 @@ import argparse
 import json
 import sys
 
+from ..cli_args import choice_list, densities, positive as _positive_int
 from .data import TASKS, load_examples
 from .prompts import TEMPLATES
 from .sparsify import METHODS
 
 
-def _comma_items(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _method_list(text: str) -> list[str]:
-    bad = [m for m in _comma_items(text) if m not in METHODS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
-    return _comma_items(text)
+    return choice_list(text, "--methods", METHODS)
 
 
 def _density_list(text: str) -> list[float]:
-    return [_density(t) for t in _comma_items(text)]
+    return densities(text)
 
 
 class _Flatten(argparse.Action):
@@ -34,23 +28,6 @@ class _Flatten(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, [v for group in values for v in group])
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _density(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"density must be a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"density must be in (0, 1], got {text}")
-    return value
 
 
 def _write_json(path: str, payload: dict) -> None:
