@@ -17,6 +17,9 @@ export LD_PRELOAD="$($CXX -print-file-name=libasan.so):$($CXX -print-file-name=l
 # leaks: CPython and torch keep their arenas to exit; odr: torch's and our copies of inline headers
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=0:detect_odr_violation=0:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# torch.compile's on-disk cache is shared under /tmp by default: a checkout with another op schema
+# would hand us its compiled graphs
+export TORCHINDUCTOR_CACHE_DIR="$tree/.inductor-cache"
 [ $# -gt 0 ] || set -- python_tests/test_ops_*.py
 python3 -m pytest -q -p no:cacheprovider -x "$@"
 echo "sanitize_python: clean under ASan+UBSan ($*)"
