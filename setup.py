@@ -2,7 +2,8 @@
 
 `pip install --no-build-isolation -e .` (torch must already be installed: the extension is
 compiled against the torch you run). Switches: MUMOE_NO_CUDA=1 builds CPU-only,
-MUMOE_CUDA_ARCHS="80;90" picks the GPU targets, MUMOE_BUILD_JOBS the parallel compile jobs.
+MUMOE_CUDA_ARCHS="80;90" picks the GPU targets, MUMOE_BUILD_JOBS the parallel compile jobs,
+MUMOE_SANITIZE=address,undefined an ASan/UBSan build (docs/reliability.md).
 """
 import os
 import shutil
@@ -75,6 +76,7 @@ class CMakeBuild(build_ext):
             f"-DMUMOE_EXT_SUFFIX={sysconfig.get_config_var('EXT_SUFFIX')}",
             f"-DMUMOE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
             f"-DMUMOE_VERSION={self.distribution.get_version()}",
+            f"-DMUMOE_SANITIZE={os.environ.get('MUMOE_SANITIZE', '')}",
         ]
         cuda_home = find_cuda_home()
         with_cuda = (torch.version.cuda is not None and cuda_home is not None

@@ -27,7 +27,7 @@ inline void check_weight_norms_k(const char* op, const at::Tensor& weight, const
   TORCH_CHECK_TYPE(norms.scalar_type() == at::kFloat, op, ": norms must be float32, got ",
                    norms.scalar_type());
   TORCH_CHECK_VALUE((norms.dim() == 1 || norms.dim() == 2) && norms.size(-1) == weight.size(1), op,
-                    ": norms must be (d_in,) or (B, d_in) with d_in=", weight.size(1), ", got ",
+                    ": norms must be (d_in,) or (B, d_in) with the weight's d_in=", weight.size(1), ", got ",
                     norms.sizes());
   TORCH_CHECK_VALUE(k >= 1 && k <= weight.size(1), op, ": k must be in [1, d_in=", weight.size(1),
                     "], got ", k);

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "cpu/dispatch.h"
+#include "cpu/row_selector.h"
 
 TORCH_LIBRARY(mumoe, m) {
   // fp32 column L2 norms of one prompt (T, d) -> (d,) or a batch (B, T, d) -> (B, d); tokens whose
@@ -45,6 +46,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_isas", &mumoe::cpu::available_isas, "CPU paths compiled in and supported here.");
   m.def("cpu_optional_kernels", &mumoe::cpu::optional_kernels,
         "Optional kernels of the CPU path in use that this CPU runs (e.g. sparse_dot_bf16).");
+  m.def("_set_weight_check", [](bool on) { mumoe::cpu::weight_check_enabled().store(on); },
+        "Benchmarks only: turn the CPU NaN/Inf weight check off (True turns it back on).");
   m.def("set_cpu_isa", [](const std::string& name) {
     try {
       mumoe::cpu::set_isa(name);

@@ -18,6 +18,7 @@ from .build_info import build_info, cpu_isa, set_cpu_isa
 from .ops import (col_norms, masked_linear, prune_rows, sparse_linear, wanda_linear,
                   wanda_linear_compact, wanda_mask, wanda_prune)
 from .row_sparse import RowSparse
+from . import autograd as _autograd  # noqa: F401  (registers the ops' backward formulas)
 
 __version__ = _C.version
 __all__ = ["col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear",

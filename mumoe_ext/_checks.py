@@ -100,7 +100,7 @@ def check_norms(norms, weight: torch.Tensor, op: str) -> torch.Tensor:
     if norms.device != weight.device:
         raise ValueError(f"{op}: norms is on {norms.device} but weight is on {weight.device}")
     if norms.dim() not in (1, 2) or norms.shape[-1] != weight.shape[1]:
-        raise ValueError(f"{op}: norms must be (d_in,) or (B, d_in) with d_in={weight.shape[1]}, "
+        raise ValueError(f"{op}: norms must be (d_in,) or (B, d_in) with the weight's d_in={weight.shape[1]}, "
                          f"got shape {tuple(norms.shape)}")
     if norms.numel() == 0:
         raise ValueError(f"{op}: norms must not be empty")
@@ -114,6 +114,13 @@ def check_norms_finite(norms: torch.Tensor, op: str, what: str = "norms") -> Non
         raise ValueError(f"{op}: {what} contain NaN or Inf (non-finite activations in x?)")
     if bool((norms < 0).any()):
         raise ValueError(f"{op}: {what} must be non-negative")
+
+
+def check_weight_finite(weight: torch.Tensor, op: str) -> None:
+    """A NaN/Inf weight would give a silent mask (NaN scores sort above every other): refused by
+    every op that selects. The kernels check inside their selection loop; this is the twins' check."""
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"{op}: weight contains NaN or Inf; Wanda scores need finite weights")
 
 
 def check_mask(mask, weight: torch.Tensor, x: torch.Tensor, op: str) -> None:

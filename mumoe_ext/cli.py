@@ -81,6 +81,9 @@ def add_eval_parser(subparsers):
                    help="window, prefix (leakage-free) or window,prefix")
     p.add_argument("--out", default=None, help="write the JSON records here")
     p.add_argument("--markdown", default=None, help="write the markdown tables here")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: keep its records and skip the jobs it already finished with "
+                        "the same settings (an interrupted grid restarts where it stopped)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="weights and activations dtype (statistics are always accumulated in fp32)")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
@@ -97,6 +100,9 @@ def run_eval_command(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.resume and not args.out:
+        print("mumoe eval: --resume needs --out (the file to resume)", file=sys.stderr)
+        return 2
     methods = _as_list(args.methods, _methods)
     patterns = _as_list(getattr(args, "pattern", None) or [], _patterns)
     if args.density is None:
@@ -118,7 +124,7 @@ def run_eval_command(args) -> int:
                        max_windows=None if args.all_windows else args.max_windows,
                        nsamples=args.nsamples, modes=modes, seed=args.seed, data_dir=args.data_dir,
                        sparsegpt_calibs=sgpt, out=args.out, progress=not args.no_progress,
-                       dtype=DTYPES[args.dtype])
+                       dtype=DTYPES[args.dtype], resume=args.resume)
     for mode in modes:
         print()
         print(format_table(records, mode, args.model))

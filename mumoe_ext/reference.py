@@ -43,8 +43,11 @@ def _select(weight, norms, density, op, pattern=None):
     norms = C.check_norms(norms, weight, op)
     C.check_norms_finite(norms, op)
     if pattern is None:
-        return wanda_scores(weight, norms), C.keep_count(weight.shape[1], density, op)
+        k = C.keep_count(weight.shape[1], density, op)
+        C.check_weight_finite(weight, op)
+        return wanda_scores(weight, norms), k
     C.keep_rule(weight.shape[1], density, pattern, op)  # the pattern's own checks
+    C.check_weight_finite(weight, op)
     return wanda_scores(weight, norms), C.parse_pattern(pattern, op)
 
 

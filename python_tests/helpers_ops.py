@@ -108,8 +108,9 @@ FP32_REORDER = 8 * torch.finfo(torch.float32).eps
 OUTPUT_ULP = {torch.float32: 0.0, torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 
-def assert_linear_close(got, want, x, w_eff, bias=None):
-    """`w_eff`: the masked weight the reference multiplied with, (d_out, d_in) or (B, d_out, d_in)."""
+def assert_linear_close(got, want, x, w_eff, bias=None, abs_slack=0.0):
+    """`w_eff`: the masked weight the reference multiplied with, (d_out, d_in) or (B, d_out, d_in).
+    `abs_slack`: an absolute term added to the bound (see helpers_fuzz.daz_slack)."""
     got = got.cpu()
     assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.shape)
     x, w_eff = x.cpu().float(), w_eff.cpu().float()
@@ -118,7 +119,7 @@ def assert_linear_close(got, want, x, w_eff, bias=None):
     want_f, got_f = want.float(), got.float()
     ulp = OUTPUT_ULP[want.dtype]
     bound = (FP32_REORDER * math.sqrt(x.shape[-1]) * mag
-             + ulp * (want_f.abs() + (want_f - b).abs()))
+             + ulp * (want_f.abs() + (want_f - b).abs()) + abs_slack)
     err = (got_f - want_f).abs()
     bad = ~(err <= bound)  # also catches NaN
     if bool(bad.any()):

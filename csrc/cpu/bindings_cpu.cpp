@@ -73,7 +73,7 @@ at::Tensor wanda_mask_cpu(const at::Tensor& weight_, const at::Tensor& norms_, i
   check_norms_valid("wanda_mask", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}),
                                 weight.options().dtype(at::kBool));
-  select_rows(weight, norms, k, {.mask = reinterpret_cast<uint8_t*>(out.mutable_data_ptr<bool>())}, m);
+  select_rows(weight, norms, k, {.mask = reinterpret_cast<uint8_t*>(out.mutable_data_ptr<bool>()), .op = "wanda_mask"}, m);
   return out;
 }
 
@@ -84,7 +84,7 @@ at::Tensor wanda_prune_cpu(const at::Tensor& weight_, const at::Tensor& norms_, 
   const at::Tensor weight = weight_.contiguous(), norms = norms_.contiguous();
   if (check_norms) check_norms_valid("wanda_prune", norms);
   at::Tensor out = pooled_empty(batch_shape(norms, {weight.size(0), weight.size(1)}), weight.options());
-  select_rows(weight, norms, k, {.pruned = bytes_mut(out)}, m);
+  select_rows(weight, norms, k, {.pruned = bytes_mut(out), .op = "wanda_prune"}, m);
   return out;
 }
 
@@ -99,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor> prune_rows_cpu(const at::Tensor& weight_, con
                                    weight.options().dtype(at::kInt));
   at::Tensor values = pooled_empty(batch_shape(norms, {weight.size(0), k}), weight.options());
   select_rows(weight, norms, k, {.bitmap = reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
-                                  .values = bytes_mut(values)}, m);
+                                  .values = bytes_mut(values), .op = "prune_rows"}, m);
   return {bitmap, values};
 }
 

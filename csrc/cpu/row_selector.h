@@ -4,6 +4,10 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cstring>
 #include <vector>
 
 #include "cpu/dispatch.h"
@@ -19,11 +23,36 @@ inline DType dtype_of(const at::Tensor& t) {
   }
 }
 
+// On unless a benchmark turns it off (mumoe_ext._C._set_weight_check) to measure its cost.
+std::atomic<bool>& weight_check_enabled();
+
+// True when no score key is NaN/Inf (>= 0x7f800000): a key is only so if its weight is NaN/Inf
+// (the norms were checked) or |w|*n overflowed fp32. In select_rows.cpp, cloned per ISA.
+bool keys_all_finite(const uint32_t* keys, int64_t d);
+
+// First column of the row holding NaN/Inf, or -1 (an overflowed score is not an error).
+inline int64_t first_non_finite(const char* w, DType dt, int64_t d) {
+  for (int64_t j = 0; j < d; ++j) {
+    if (dt == DType::f32) {
+      uint32_t u;
+      std::memcpy(&u, w + 4 * j, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u) return j;
+    } else {
+      uint16_t h;
+      std::memcpy(&h, w + 2 * j, 2);
+      const uint16_t e = dt == DType::f16 ? 0x7c00 : 0x7f80;
+      if ((h & e) == e) return j;
+    }
+  }
+  return -1;
+}
+
 class RowSelector {
  public:
   // m > 0: N:M selection in groups of m columns (k = d*n/m); 0: the k largest of the row.
-  explicit RowSelector(int64_t d, int64_t m = 0)
-      : keys_(buffer(0, d)), scratch_(buffer(1, d + 16)), d_(d), m_(m) {}
+  // `op` names the public op in the error raised for a NaN/Inf weight.
+  explicit RowSelector(int64_t d, int64_t m = 0, const char* op = "mumoe")
+      : keys_(buffer(0, d)), scratch_(buffer(1, d + 16)), d_(d), m_(m), op_(op) {}
 
   // Scores the row w (d values of dtype dt) against norms and finds its threshold for keeping k;
   // keys() then holds the row's scores for the emit_* kernels. `next_row` (or null) is
@@ -32,6 +61,11 @@ class RowSelector {
                       const char* next_row) {
     const int64_t d = d_;
     K.row_scores(w, dt, norms, d, keys_);
+    if (weight_check_enabled().load(std::memory_order_relaxed) && !keys_all_finite(keys_, d)) {
+      const int64_t j = first_non_finite(w, dt, d);
+      TORCH_CHECK_VALUE(j < 0, op_, ": weight contains NaN or Inf (column ", j,
+                        "); Wanda scores need finite weights");
+    }
     if (next_row) {
       const int64_t n = d * (dt == DType::f32 ? 4 : 2);
       for (int64_t off = 0; off < n; off += 64) __builtin_prefetch(next_row + off);
@@ -56,6 +90,7 @@ class RowSelector {
   uint32_t* scratch_;
   int64_t d_ = 0;
   int64_t m_ = 0;
+  const char* op_;
   uint32_t hint_ = kNoHint;
 };
 

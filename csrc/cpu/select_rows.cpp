@@ -5,6 +5,22 @@
 
 namespace mumoe::cpu {
 
+// Keys < 2^31, so adding 2^23 sets bit 31 exactly for the non-finite ones: add + or over keys still
+// in L1. target_clones picks the widest vectors the CPU has at load time (this file has no -m flags).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+bool keys_all_finite(const uint32_t* keys, int64_t d) {
+  uint32_t acc = 0;
+  for (int64_t j = 0; j < d; ++j) acc |= keys[j] + 0x00800000u;
+  return !(acc >> 31);
+}
+
+std::atomic<bool>& weight_check_enabled() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+
 void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, int64_t m,
                  const RowOutputs& out, int64_t row_begin, int64_t row_end) {
   const int64_t d_out = weight.size(0), d = weight.size(1);
@@ -15,7 +31,7 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, i
   const float* np = norms.const_data_ptr<float>();
   const bool batched = norms.dim() == 2;
   parallel_rows(row_end - row_begin, 32, [&](int64_t s, int64_t e) {
-    RowSelector sel(d, m);
+    RowSelector sel(d, m, out.op);
     for (int64_t r = row_begin + s; r < row_begin + e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
       const char* w = wp + es * i * d;

@@ -15,6 +15,7 @@ struct RowOutputs {
   bool streaming = true;        // pruned is read back from memory later (non-temporal stores ok)
   uint32_t* bitmap = nullptr;   // (rows, ceil(d/32)) words
   char* values = nullptr;       // (rows, k) weight dtype
+  const char* op = "mumoe";     // the public op, for the error on a NaN/Inf weight
 };
 
 // norms: (d,) or (B, d) fp32, contiguous; weight contiguous. Rows [row_begin, row_end) of the

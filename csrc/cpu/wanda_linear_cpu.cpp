@@ -70,6 +70,7 @@ char* thread_buffer(int which, int64_t bytes) {
 struct Compact {
   uint32_t* bitmap = nullptr;
   char* values = nullptr;
+  const char* op = "wanda_linear";  // names the public op in the NaN/Inf weight error
 };
 
 // T <= kSmallT: each row's compact selection goes to the output (or an L1 scratch row) and the row's
@@ -89,7 +90,7 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   at::Tensor y = at::empty({T, d_out}, x.options().dtype(at::kFloat));
   float* yp = y.mutable_data_ptr<float>();
   parallel_rows(d_out, 32, [&](int64_t s, int64_t e) {
-    RowSelector sel(d, m);
+    RowSelector sel(d, m, c.op);
     uint32_t* own_bitmap = reinterpret_cast<uint32_t*>(thread_buffer(0, words * 4));
     char* own_values = thread_buffer(1, k * es);
     float acc[kSmallT];
@@ -121,7 +122,7 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   // no transposed copy of the output afterwards.
   at::Tensor y = at::empty({T, d_out}, x.options());
   parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
-    RowSelector sel(d, m);
+    RowSelector sel(d, m, c.op);
     char* buf = thread_buffer(0, rows * d * es);
     for (int64_t blk = s; blk < e; ++blk) {
       const int64_t r0 = blk * rows, n = std::min(rows, d_out - r0);
@@ -145,7 +146,7 @@ at::Tensor composite(const at::Tensor& x, const at::Tensor& weight, const at::Te
                      int64_t k, int64_t m, Compact c) {
   at::Tensor pruned = pooled_empty(weight.sizes(), weight.options());
   select_rows(weight, norms, k, {.pruned = static_cast<char*>(pruned.mutable_data_ptr()),
-                                 .bitmap = c.bitmap, .values = c.values}, m);
+                                 .bitmap = c.bitmap, .values = c.values, .op = c.op}, m);
   return at::linear(x, pruned);
 }
 
@@ -188,6 +189,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
     const at::Tensor& x_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t k,
     int64_t m, const std::optional<at::Tensor>& attention_mask, bool keep_compact) {
   check_wanda_linear_args(x_, weight_, bias, k);
+  const char* op = keep_compact ? "wanda_linear_compact" : "wanda_linear";
   const at::Tensor norms_ = call_col_norms(x_, attention_mask);  // raises on NaN/Inf
   const at::Tensor x = x_.dim() == 3 ? x_.contiguous() : x_.contiguous().unsqueeze(0);
   const at::Tensor weight = weight_.contiguous();
@@ -207,16 +209,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
   at::Tensor y;
   if (B == 1 && !padded) {
     const Compact c = compact ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
-                                        static_cast<char*>(values.mutable_data_ptr())}
-                              : Compact{};
+                                        static_cast<char*>(values.mutable_data_ptr()), op}
+                              : Compact{nullptr, nullptr, op};
     y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, m, bias, c).unsqueeze(0);
   } else {
     y = at::empty({B, T, d_out}, x.options());
     for (int64_t b = 0; b < B; ++b) {
       const Compact c = compact
                             ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()) + b * d_out * words,
-                                      static_cast<char*>(values.mutable_data_ptr()) + es * b * d_out * k}
-                            : Compact{};
+                                      static_cast<char*>(values.mutable_data_ptr()) + es * b * d_out * k, op}
+                            : Compact{nullptr, nullptr, op};
       const Span sp = spans[b];
       const at::Tensor xb = x.select(0, b);
       // A fresh copy: the prompt's tokens then sit exactly as they would alone (the vendor GEMM
@@ -242,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
 at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, int64_t k,
                             const std::optional<at::Tensor>& attention_mask, int64_t m) {
-  check_wanda_linear_args(x, weight, bias, k);
+  check_wanda_linear_args(x, weight, bias, k);  // before weight.size(): a 0-d weight must not index
   check_group("wanda_linear", weight.size(1), k, m);
   if (k == weight.size(-1)) {  // density 1: exactly F.linear (the norms still refuse NaN/Inf)
     call_col_norms(x, attention_mask);
@@ -254,7 +256,7 @@ at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t k,
     const std::optional<at::Tensor>& attention_mask, int64_t m) {
-  check_wanda_linear_args(x, weight, bias, k);
+  check_wanda_linear_args(x, weight, bias, k);  // before weight.size(): a 0-d weight must not index
   check_group("wanda_linear_compact", weight.size(1), k, m);
   if (k == weight.size(-1)) {  // density 1: y exactly F.linear, the compact weight keeps every entry
     auto [bitmap, values] = call_prune_rows(weight, call_col_norms(x, attention_mask), k);

@@ -70,7 +70,16 @@ Selection prepare_selection(const char* op, const at::Tensor& weight_, const at:
   s.B = s.norms.dim() == 2 ? s.norms.size(0) : 1;
   check_int_range(op, "d_in", s.d);
   check_int_range(op, "B*d_out", s.B * s.d_out);
-  if (check_norms) check_norms_valid(op, s.norms);
+  // NaN/Inf weights would give a silent mask (a NaN key sorts above every score): refused, in the
+  // same read-back as the norms' check (one sync). wanda_linear skips the norms (col_norms checked
+  // them) but not the weight.
+  at::Tensor ok = at::isfinite(s.weight).all();
+  if (check_norms) ok = ok.logical_and(at::logical_and(at::isfinite(s.norms), s.norms.ge(0)).all());
+  if (!ok.item<bool>()) {
+    TORCH_CHECK_VALUE(at::isfinite(s.weight).all().item<bool>(), op,
+                      ": weight contains NaN or Inf; Wanda scores need finite weights");
+    check_norms_valid(op, s.norms);
+  }
   return s;
 }
 

@@ -15,6 +15,7 @@ from .._checks import parse_pattern
 from ..models import load_model, restore, sparsify
 from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
 from .perplexity import perplexity
+from .resume import cell_key, load_finished
 
 OFFLINE = ("wanda", "sparsegpt")
 
@@ -52,8 +53,11 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
              max_windows: int | None = None, nsamples: int = 128, modes=("window",), seed: int = 0,
              data_dir: str | None = None, sparsegpt_calibs=None, out: str | None = None,
              progress: bool = True, model=None, tokenizer=None, dtype="float32",
-             log=tqdm.write) -> list:
-    """Runs the grid and returns JSON-ready records (also written to `out` after every job)."""
+             log=tqdm.write, resume: bool = False) -> list:
+    """Runs the grid and returns JSON-ready records (also written to `out` after every job).
+
+    resume: keep the records already in `out` and skip every job whose cells (each dataset and
+    mode) are all there with the same settings (resume.py); the others run again."""
     if model is None:
         model, tokenizer = load_model(model_name, getattr(torch, dtype) if isinstance(dtype, str)
                                       else dtype)
@@ -65,9 +69,17 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
         streams[name] = (ids, source)
         log(f"{dataset_label(name)}: {ids.numel()} tokens from {source}")
     calib_cache = {}
-    records = []
-    for method, calib, setting in tqdm(plan(methods, densities, calibs, sparsegpt_calibs),
-                                       desc="jobs", disable=not progress):
+    jobs = plan(methods, densities, calibs, sparsegpt_calibs)
+    dtype_name = str(next(model.parameters()).dtype).replace("torch.", "")
+    settings = {"model": model_name, "seqlen": seqlen, "max_windows": max_windows, "seed": seed,
+                "dtype": dtype_name}
+    cells = {job: [cell_key(settings, *job, nsamples, dataset_label(name), source, mode)
+                   for name, (_, source) in streams.items() for mode in modes] for job in jobs}
+    records, done = load_finished(out, cells) if resume else ([], set())
+    for job in done:
+        log(f"resume: {job[0]} {job[1] or ''} {job[2]} already finished in {out}, skipped")
+    for method, calib, setting in tqdm([j for j in jobs if j not in done], desc="jobs",
+                                       disable=not progress):
         start = time.time()
         density, pattern = sparsity_setting(setting)
         label = pattern or f"{density:g}"
@@ -88,7 +100,7 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
                               "dataset": dataset_label(name), "mode": mode,
                               "seqlen": seqlen, "windows": windows, "ppl": ppl,
                               "nsamples": nsamples if calib else None, "source": source,
-                              "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+                              "dtype": dtype_name, "seed": seed, "max_windows": max_windows}
                     if name == "c4" and source.startswith("local"):
                         record["note"] = C4_LOCAL_NOTE
                     records.append(record)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The C++ kernel tests (csrc/cpu/tests/table_vs_scalar.cpp) under AddressSanitizer +
+# UndefinedBehaviorSanitizer, once per CPU kernel table this CPU can run (scalar, avx2, avx512),
+# stopping at the first report. No torch involved: a few minutes on 2 cores.
+#   tools/sanitize.sh            # every table this CPU runs
+#   tools/sanitize.sh avx2       # just one
+# NEON cannot run here (it needs an aarch64 CPU or qemu-aarch64, see the test's header comment).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CXX=${CXX:-g++}
+out=$(mktemp -d /tmp/mumoe-sanitize.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1"
+export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+has() { grep -qw "$1" /proc/cpuinfo; }
+declare -A FLAGS=([scalar]="" [avx2]="-mavx2 -mfma -mf16c"
+                  [avx512]="-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c")
+declare -A TABLE=([scalar]=kScalarKernels [avx2]=kAvx2Kernels [avx512]=kAvx512Kernels)
+isas=("$@")
+if [ ${#isas[@]} -eq 0 ]; then
+  isas=(scalar)
+  has avx2 && has fma && has f16c && isas+=(avx2)
+  has avx512f && has avx512bw && has avx512vl && has avx512dq && isas+=(avx512)
+fi
+
+for isa in "${isas[@]}"; do
+  objs=()
+  for src in csrc/cpu/scalar/*.cpp; do
+    o="$out/scalar_$(basename "$src" .cpp).o"
+    [ -f "$o" ] || $CXX -std=c++20 $SAN -I csrc -c "$src" -o "$o"
+    objs+=("$o")
+  done
+  if [ "$isa" != scalar ]; then
+    for src in csrc/cpu/"$isa"/*.cpp; do
+      o="$out/${isa}_$(basename "$src" .cpp).o"
+      $CXX -std=c++20 $SAN ${FLAGS[$isa]} -DMUMOE_HAVE_$isa -I csrc -c "$src" -o "$o"
+      objs+=("$o")
+    done
+  fi
+  $CXX -std=c++20 $SAN -DMUMOE_HAVE_$isa -DTABLE=${TABLE[$isa]} -I csrc csrc/cpu/tests/table_vs_scalar.cpp \
+      csrc/cpu/cpu_features.cpp "${objs[@]}" -o "$out/tvs_$isa"
+  echo "sanitize: running the $isa table under ASan+UBSan"
+  "$out/tvs_$isa"
+done
+echo "sanitize: clean (${isas[*]})"
