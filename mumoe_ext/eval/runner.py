@@ -15,6 +15,7 @@ from .._checks import parse_pattern
 from ..models import load_model, restore, sparsify
 from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
 from .perplexity import perplexity
+from ..provenance import versions
 from .resume import cell_key, load_finished
 
 OFFLINE = ("wanda", "sparsegpt")
@@ -69,6 +70,7 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
         streams[name] = (ids, source)
         log(f"{dataset_label(name)}: {ids.numel()} tokens from {source}")
     calib_cache = {}
+    provenance = versions()
     jobs = plan(methods, densities, calibs, sparsegpt_calibs)
     dtype_name = str(next(model.parameters()).dtype).replace("torch.", "")
     settings = {"model": model_name, "seqlen": seqlen, "max_windows": max_windows, "seed": seed,
@@ -100,7 +102,8 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
                               "dataset": dataset_label(name), "mode": mode,
                               "seqlen": seqlen, "windows": windows, "ppl": ppl,
                               "nsamples": nsamples if calib else None, "source": source,
-                              "dtype": dtype_name, "seed": seed, "max_windows": max_windows}
+                              "dtype": dtype_name, "seed": seed, "max_windows": max_windows,
+                              **provenance}
                     if name == "c4" and source.startswith("local"):
                         record["note"] = C4_LOCAL_NOTE
                     records.append(record)

@@ -11,9 +11,11 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
+
+
+from ..provenance import versions
 
 
 def add_parser(subparsers):
@@ -42,18 +44,8 @@ def add_parser(subparsers):
     return p
 
 
-def _git_commit() -> str:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine() -> dict:
     import torch
-    import transformers
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -65,8 +57,7 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "commit": _git_commit(), "command": "mumoe " + shlex.join(sys.argv[1:]),
+            **versions(), "command": "mumoe " + shlex.join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
