@@ -25,6 +25,16 @@ DEFAULTS = dict(model="smollm2-135m", methods="dense,magnitude,wanda,mumoe",
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
+def _mumoe_options(text):
+    from .models.mumoe_options import mumoe_options, parse_option_string
+    try:
+        opts = parse_option_string(text)
+        mumoe_options("mumoe", opts)
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return opts
+
+
 def _methods(text):
     return choice_list(text, "--methods", METHODS)
 
@@ -86,6 +96,9 @@ def add_eval_parser(subparsers):
                         "the same settings (an interrupted grid restarts where it stopped)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="weights and activations dtype (statistics are always accumulated in fp32)")
+    p.add_argument("--mumoe-options", type=_mumoe_options, default={},
+                   help="options of mumoe / mumoe-plus, e.g. mean_shift=0.75,allocation=owl "
+                        "(docs/mumoe_plus.md)")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_eval_command)
@@ -124,7 +137,8 @@ def run_eval_command(args) -> int:
                        max_windows=None if args.all_windows else args.max_windows,
                        nsamples=args.nsamples, modes=modes, seed=args.seed, data_dir=args.data_dir,
                        sparsegpt_calibs=sgpt, out=args.out, progress=not args.no_progress,
-                       dtype=DTYPES[args.dtype], resume=args.resume)
+                       dtype=DTYPES[args.dtype], resume=args.resume,
+                       mumoe_opts=args.mumoe_options)
     for mode in modes:
         print()
         print(format_table(records, mode, args.model))

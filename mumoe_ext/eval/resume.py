@@ -14,7 +14,7 @@ import os
 from .datasets import dataset_label
 
 _KEYS = ("model", "method", "calib", "density", "pattern", "dataset", "mode", "seqlen", "max_windows", "seed",
-         "dtype", "nsamples", "source")
+         "dtype", "nsamples", "source", "options")
 
 
 def cell_key(settings: dict, method, calib, sparsity, nsamples, dataset, source, mode) -> tuple:
@@ -26,15 +26,16 @@ def cell_key(settings: dict, method, calib, sparsity, nsamples, dataset, source,
         density, pattern = float(sparsity), None
     return (settings["model"], method, dataset_label(calib) if calib else None, density, pattern,
             dataset, mode, settings["seqlen"], settings["max_windows"], settings["seed"],
-            settings["dtype"], nsamples if calib else None, source)
+            settings["dtype"], nsamples if calib else None, source,
+            settings.get("options") if method in ("mumoe", "mumoe-plus") else None)
 
 
 def record_key(record: dict) -> tuple:
     return tuple(float(record[k]) if k == "density" else record.get(k) for k in _KEYS)
 
 
-def _identity(key: tuple) -> tuple:  # the cell without its settings: (model, method, calib, density, pattern, dataset, mode)
-    return key[:7]
+def _identity(key: tuple) -> tuple:  # the cell without its settings: (model, method, calib, density, pattern, dataset, mode, options)
+    return key[:7] + key[-1:]
 
 
 def load_finished(out: str | None, cells: dict) -> tuple[list, set]:

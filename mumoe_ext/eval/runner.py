@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from .._checks import parse_pattern
 from ..models import load_model, restore, sparsify
+from ..models.mumoe_options import mumoe_options, option_label
+from ..models.sparsify import ONLINE_METHODS
 from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
 from .perplexity import perplexity
 from ..provenance import versions
@@ -54,9 +56,12 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
              max_windows: int | None = None, nsamples: int = 128, modes=("window",), seed: int = 0,
              data_dir: str | None = None, sparsegpt_calibs=None, out: str | None = None,
              progress: bool = True, model=None, tokenizer=None, dtype="float32",
-             log=tqdm.write, resume: bool = False) -> list:
+             log=tqdm.write, resume: bool = False, mumoe_opts: dict | None = None) -> list:
     """Runs the grid and returns JSON-ready records (also written to `out` after every job).
 
+    mumoe_opts: options of the mumoe and mumoe-plus methods (mumoe_options.py), overriding each
+    method's defaults; a record of either carries them as "options" (None when there are none)
+    and every setting it ran with as "mumoe_settings".
     resume: keep the records already in `out` and skip every job whose cells (each dataset and
     mode) are all there with the same settings (resume.py); the others run again."""
     if model is None:
@@ -73,8 +78,12 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
     provenance = versions()
     jobs = plan(methods, densities, calibs, sparsegpt_calibs)
     dtype_name = str(next(model.parameters()).dtype).replace("torch.", "")
+    mumoe_opts = dict(mumoe_opts or {})
+    for method in methods:
+        if method in ONLINE_METHODS:
+            mumoe_options(method, mumoe_opts)  # bad options fail before any job runs
     settings = {"model": model_name, "seqlen": seqlen, "max_windows": max_windows, "seed": seed,
-                "dtype": dtype_name}
+                "dtype": dtype_name, "options": option_label(mumoe_opts)}
     cells = {job: [cell_key(settings, *job, nsamples, dataset_label(name), source, mode)
                    for name, (_, source) in streams.items() for mode in modes] for job in jobs}
     records, done = load_finished(out, cells) if resume else ([], set())
@@ -88,12 +97,14 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
         if calib is not None and calib not in calib_cache:
             calib_cache[calib] = calibration_windows(calib, tokenizer, nsamples, seqlen, seed,
                                                      data_dir=data_dir)
+        online = method in ONLINE_METHODS
         sparsify(model, method, None if pattern else density, pattern=pattern,
-                 calib=calib_cache.get(calib), nsamples=nsamples, seed=seed, progress=progress)
+                 calib=calib_cache.get(calib), nsamples=nsamples, seed=seed, progress=progress,
+                 **(mumoe_opts if online else {}))
         try:
             for name, (ids, source) in streams.items():
                 result = perplexity(model, ids, seqlen, max_windows, modes,
-                                    prompt_dependent=(method == "mumoe"), progress=progress,
+                                    prompt_dependent=online, progress=progress,
                                     desc=f"{method} {label} {dataset_label(name)}")
                 for mode, (ppl, windows) in result.items():
                     record = {"model": model_name, "method": method,
@@ -104,6 +115,9 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
                               "nsamples": nsamples if calib else None, "source": source,
                               "dtype": dtype_name, "seed": seed, "max_windows": max_windows,
                               **provenance}
+                    if online:
+                        record["options"] = settings["options"]
+                        record["mumoe_settings"] = mumoe_options(method, mumoe_opts).as_dict()
                     if name == "c4" and source.startswith("local"):
                         record["note"] = C4_LOCAL_NOTE
                     records.append(record)

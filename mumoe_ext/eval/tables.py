@@ -10,7 +10,7 @@ from .datasets import dataset_label
 
 SHORT = {"wikitext2": "WT2", "ptb": "PTB", "c4": "C4*"}
 METHOD_LABEL = {"magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT",
-                "mumoe": "µ-MoE", "dense": "Dense"}
+                "mumoe": "µ-MoE", "mumoe-plus": "µ-MoE+", "dense": "Dense"}
 C4_FOOTNOTE = ("C4* = documents 0-499 of the C4 en train shard 00000 excerpt, the validation "
                "stand-in of shared/data; C4 calibration uses documents 500-999.")
 
@@ -19,8 +19,10 @@ def _short(dataset: str) -> str:
     return SHORT.get(dataset, dataset_label(dataset))
 
 
-def _row_label(method: str, calib) -> str:
+def _row_label(method: str, calib, options=None) -> str:
     label = METHOD_LABEL.get(method, method)
+    if options:
+        label += f" ({options.replace(',', ', ')})"
     return f"{label} ({_short(calib).rstrip('*')} calib)" if calib else label
 
 
@@ -63,24 +65,26 @@ def table_rows(records: list, mode: str):
     datasets = _ordered(r["dataset"] for r in recs)
     densities = sorted(_ordered(_sparsity(r) for r in recs if r["method"] != "dense"),
                        key=_sparsity_order)
-    ppl = {(r["method"], r["calib"], _sparsity(r), r["dataset"]): r["ppl"] for r in recs}
-    dense = [ppl.get(("dense", None, (1.0, None), d)) for d in datasets]
+    ppl = {(r["method"], r["calib"], r.get("options"), _sparsity(r), r["dataset"]): r["ppl"]
+           for r in recs}
+    dense = [ppl.get(("dense", None, None, (1.0, None), d)) for d in datasets]
     dense_line = None
     if any(v is not None for v in dense):
         parts = [f"{_short(d)}: {_fmt(v)}" for d, v in zip(datasets, dense)]
         dense_line = f"dense ({', '.join(parts)}, Avg: {_fmt(_avg(dense))})"
     header = [(_sparsity_label(key), [_short(d) for d in datasets] + ["Avg"]) for key in densities]
     rows = []
-    pairs = _ordered((r["method"], r["calib"]) for r in recs if r["method"] != "dense")
+    pairs = _ordered((r["method"], r["calib"], r.get("options")) for r in recs
+                     if r["method"] != "dense")
     rank, calib_rank = list(METHOD_LABEL), ["wikitext2", "ptb", "c4"]
     pairs.sort(key=lambda mc: (rank.index(mc[0]) if mc[0] in rank else len(rank),
                                calib_rank.index(mc[1]) if mc[1] in calib_rank else 3))  # stable
-    for method, calib in pairs:
+    for method, calib, options in pairs:
         cells = []
         for density in densities:
-            vals = [ppl.get((method, calib, density, d)) for d in datasets]
+            vals = [ppl.get((method, calib, options, density, d)) for d in datasets]
             cells += vals + [_avg(vals)]
-        rows.append((_row_label(method, calib), cells))
+        rows.append((_row_label(method, calib, options), cells))
     return header, dense_line, rows
 
 

@@ -10,6 +10,12 @@ Its `PromptContext` (prompt_context.py) says what the current forward call is:
   (`mumoe_ext.sparse_linear`: a sparse GEMV for short steps, expanded for a GEMM for long ones).
 
 Variants override `select` (how a prompt's mask is chosen and applied); the phases stay as they are.
+
+``mean_shift`` s (0 = the paper's µ-MoE; docs/mumoe_plus.md): the score uses the norms of the
+prompt's activations with s times their column mean μ taken out, ‖x_j − s·μ_j‖, and each row is
+compensated for the mean its pruned weights would have seen: y = Ŵx + b + s·(W − Ŵ)μ. It runs as
+the same fused op on x − s·μ with the bias b + s·Wμ (the two are equal), so the selection cost is
+unchanged; decode adds the per-prompt vector s·(W − Ŵ)μ, kept with the cache.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ class MuMoELinear(nn.Linear):
     `pattern` "N:M" the N largest of every M consecutive columns are kept (density N/M)."""
 
     def __init__(self, linear: nn.Linear, density: float, context: PromptContext,
-                 pattern: str | None = None):
+                 pattern: str | None = None, mean_shift: float = 0.0):
         nn.Module.__init__(self)  # no fresh weight: share the original Parameters
         self.in_features = linear.in_features
         self.out_features = linear.out_features
@@ -36,9 +42,11 @@ class MuMoELinear(nn.Linear):
         self.density = float(density)
         self.pattern = pattern
         self.context = context
+        self.mean_shift = float(mean_shift)
 
     def extra_repr(self) -> str:
         extra = f", pattern={self.pattern!r}" if self.pattern else ""
+        extra += f", mean_shift={self.mean_shift:g}" if self.mean_shift else ""
         return f"{super().extra_repr()}, density={self.density}{extra}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,21 +61,47 @@ class MuMoELinear(nn.Linear):
         if ctx.phase == DECODE:
             return self._decode(x)
         attention_mask = ctx.mask_for(x)
+        if self.mean_shift:
+            return self._forward_shifted(x, attention_mask)
         if ctx.phase == PREFILL:
             y, rs = self.select(x, attention_mask, keep_compact=True)
             ctx.session.weights[self] = rs
             return y
         return self.select(x, attention_mask, keep_compact=False)[0]
 
-    def select(self, x: torch.Tensor, attention_mask: torch.Tensor | None, keep_compact: bool):
+    def select(self, x: torch.Tensor, attention_mask: torch.Tensor | None, keep_compact: bool,
+               bias: torch.Tensor | None = None):
         """(y, RowSparse or None): this prompt's pruned product and, when `keep_compact`, the
         compact weight decode will reuse. x is (T, d) or (B, T, d), one mask per prompt."""
         density = None if self.pattern else self.density
+        bias = self.bias if bias is None else bias
         if keep_compact:
-            return op("wanda_linear_compact")(x, self.weight, self.bias, density, attention_mask,
+            return op("wanda_linear_compact")(x, self.weight, bias, density, attention_mask,
                                               pattern=self.pattern)
-        return op("wanda_linear")(x, self.weight, self.bias, density, attention_mask,
+        return op("wanda_linear")(x, self.weight, bias, density, attention_mask,
                                   pattern=self.pattern), None
+
+    def _forward_shifted(self, x: torch.Tensor, attention_mask: torch.Tensor | None):
+        shift = (self.mean_shift * prompt_mean(x, attention_mask)).to(x.dtype)  # (d,) or (B, d)
+        w_shift = F.linear(shift, self.weight)                                    # s·Wμ
+        lead = (slice(None), None) if x.dim() == 3 else ()  # (B, d) -> (B, 1, d) over the tokens
+        xs = x - shift[lead]
+        keep = self.context.phase == PREFILL
+        if x.dim() == 2:  # one prompt: the whole compensation rides in the op's bias
+            bias = w_shift if self.bias is None else self.bias + w_shift
+            y, rs = self.select(xs, attention_mask, keep, bias=bias)
+        else:
+            y, rs = self.select(xs, attention_mask, keep)
+            y = y + w_shift[lead]
+        if keep:
+            # decode multiplies the unshifted x: its bias carries s·(W − Ŵ)μ = s·Wμ − Ŵ(s·μ)
+            c = w_shift - torch.ops.mumoe.sparse_linear(shift.unsqueeze(-2), rs.bitmap, rs.values,
+                                                         rs.d_in, None).squeeze(-2)
+            session = self.context.session
+            session.weights[self] = rs
+            session.biases[self] = (c if self.bias is None else self.bias + c) if x.dim() == 2 \
+                else c.unsqueeze(-2)
+        return y
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         rs = self.context.session.weights.get(self)
@@ -79,7 +113,21 @@ class MuMoELinear(nn.Linear):
                              f"the {rs.values.shape[0]} prompt(s) of the prefill")
         # Straight to the op: it checks its arguments in C++, and the Python wrapper's checks would
         # run for every linear at every generated token.
-        return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, self.bias)
+        shifted = self.context.session.biases.get(self)
+        if shifted is None:
+            return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, self.bias)
+        if shifted.dim() == 1:  # one prompt: bias + s·(W − Ŵ)μ as the op's bias
+            return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, shifted)
+        return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, self.bias) + shifted
+
+
+def prompt_mean(x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """fp32 column mean over a prompt's tokens, (T, d) -> (d,) or (B, T, d) -> (B, d); tokens where
+    attention_mask is 0 do not count."""
+    if attention_mask is None:
+        return x.float().mean(dim=-2)
+    w = attention_mask.to(torch.float32).unsqueeze(-1)
+    return (x.float() * w).sum(dim=-2) / w.sum(dim=-2).clamp_min(1.0)
 
 
 def cache_weights(model: nn.Module, cache) -> dict:

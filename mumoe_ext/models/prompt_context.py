@@ -33,6 +33,7 @@ class CacheSession:
         self._owner = weakref.ref(owner)
         self.batch = batch
         self.weights: dict = {}  # MuMoELinear -> RowSparse
+        self.biases: dict = {}   # MuMoELinear -> its decode bias, when the prompt changes it (mean_shift)
 
     def owned_by(self, context) -> bool:
         return self._owner() is context
@@ -40,6 +41,7 @@ class CacheSession:
     def __deepcopy__(self, memo):
         clone = copy.copy(self)
         clone.weights = dict(self.weights)
+        clone.biases = dict(self.biases)
         return clone
 
 

@@ -2,7 +2,8 @@
 
 Methods: ``dense`` (no-op, still restorable), ``magnitude``, ``wanda`` and ``sparsegpt`` (offline,
 calibrated; they overwrite weights, the originals are kept for `restore` as `keep_originals` says) and
-``mumoe`` (online: selected linears become `MuMoELinear`s that re-prune per prompt).
+``mumoe`` (online: selected linears become `MuMoELinear`s that re-prune per prompt) and
+``mumoe-plus`` (µ-MoE with the recommended options, mumoe_options.py and docs/mumoe_plus.md).
 Models dispatched by accelerate (device_map, CPU/disk offload) keep their hooks: docs/offload.md.
 """
 from __future__ import annotations
@@ -20,11 +21,14 @@ from ..pruning.offline import OFFLINE_METHODS, prune_layers
 from .accelerate_hooks import carry_hook
 from .adapters import find_adapter
 from .mumoe_linear import MuMoELinear
+from .mumoe_options import MuMoEOptions, mumoe_options
+from .owl import owl_densities
 from .prompt_context import PromptContext
 from .pruned_weights import PrunedWeights
 from .selection import select_linears
 
-METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "mumoe")
+METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "mumoe", "mumoe-plus")
+ONLINE_METHODS = ("mumoe", "mumoe-plus")
 STATE_ATTR = "_mumoe_sparsified"
 OFFLINE_OPTIONS = {"blocksize", "percdamp"}
 
@@ -40,6 +44,8 @@ class SparsifyState:
     swapped: dict = field(default_factory=dict)    # name -> the original nn.Linear
     hooks: list = field(default_factory=list)
     context: PromptContext | None = None
+    options: MuMoEOptions | None = None           # mumoe / mumoe-plus
+    layer_density: dict = field(default_factory=dict)  # layer index -> density (allocation="owl")
 
 
 def sparsify_state(model: nn.Module) -> SparsifyState | None:
@@ -54,6 +60,12 @@ def _check_args(model, method, density, pattern, nsamples, opts):
     density = pattern_density(density, pattern, "sparsify")
     if isinstance(nsamples, bool) or not isinstance(nsamples, int) or nsamples < 1:
         raise ValueError(f"nsamples must be a positive int, got {nsamples!r}")
+    if method in ONLINE_METHODS:
+        options = mumoe_options(method, opts)
+        if options.allocation != "uniform" and pattern is not None:
+            raise ValueError(f"sparsify: allocation={options.allocation!r} varies the density per "
+                             f"layer, pattern={pattern!r} fixes it: use one of them")
+        return density, options
     unknown = set(opts) - OFFLINE_OPTIONS
     if unknown or (opts and method != "sparsegpt"):
         raise TypeError(f"sparsify: unexpected options {sorted(opts)} for method {method!r} "
@@ -61,7 +73,7 @@ def _check_args(model, method, density, pattern, nsamples, opts):
     if sparsify_state(model) is not None:
         raise RuntimeError(f"model is already sparsified with "
                            f"{sparsify_state(model).method!r}; call restore(model) first")
-    return density
+    return density, None
 
 
 def _check_pattern_fits(linears, pattern):
@@ -122,10 +134,29 @@ def _prune_offline(model, method, density, pattern, linears, batches, progress, 
         model.config.use_cache = use_cache
 
 
+def _layer_densities(model, linears, density, options):
+    """{layer index: density} of OWL's allocation over the decoder layers holding `linears`."""
+    prefix = find_adapter(model).layers_path
+    layers: dict[int, list] = {}
+    for name, lin in linears.items():
+        i = _layer_index(name, prefix)
+        if i is None:
+            raise ValueError(f"allocation='owl': {name!r} is outside the decoder layers {prefix!r}; "
+                             f"OWL allocates per decoder layer (exclude it, or allocation='uniform')")
+        layers.setdefault(i, []).append(lin.weight)
+    return owl_densities(layers, density, options.owl_m, options.owl_lambda)
+
+
 def _swap_in_mumoe(model, linears, density, state):
     state.context = PromptContext()
+    options = state.options
+    if options.allocation == "owl":
+        state.layer_density = _layer_densities(model, linears, density, options)
+    prefix = find_adapter(model).layers_path if state.layer_density else None
     for name, lin in linears.items():
-        mumoe = MuMoELinear(lin, density, state.context, pattern=state.pattern)
+        d = state.layer_density[_layer_index(name, prefix)] if prefix else density
+        mumoe = MuMoELinear(lin, d, state.context, pattern=state.pattern,
+                            mean_shift=options.mean_shift)
         carry_hook(lin, mumoe)  # an accelerate-dispatched linear: same devices, same offloading
         model.set_submodule(name, mumoe)
         state.swapped[name] = lin
@@ -149,17 +180,18 @@ def sparsify(model: nn.Module, method: str, density: float | None = None, *, pat
     needs `tokenizer`), a LongTensor (n, seqlen) of token windows, or an iterable of dicts of
     model-forward kwargs (e.g. LLaVA batches with ``pixel_values``); at most `nsamples` are used.
     include/exclude: glob patterns over module names (default: all linears of the decoder layers).
-    opts: ``blocksize`` (128) and ``percdamp`` (0.01) for sparsegpt.
+    opts: ``blocksize`` (128) and ``percdamp`` (0.01) for sparsegpt; for mumoe and mumoe-plus
+    ``mean_shift``, ``allocation``, ``owl_m``, ``owl_lambda`` (mumoe_options.py, docs/mumoe_plus.md).
     keep_originals (offline methods): True keeps what `restore` needs in CPU RAM, a folder path
     keeps it in files there, False keeps nothing (`restore` raises). offload_folder: where the
     pruned weights of disk-offloaded layers go (default: the model's offload folder). Both are
     described in docs/offload.md with what is kept where for each kind of placement.
     """
-    density = _check_args(model, method, density, pattern, nsamples, opts)
+    density, options = _check_args(model, method, density, pattern, nsamples, opts)
     linears = select_linears(model, include, exclude)
     if method != "dense":
         _check_pattern_fits(linears, pattern)
-    state = SparsifyState(method, float(density), list(linears), pattern=pattern)
+    state = SparsifyState(method, float(density), list(linears), pattern=pattern, options=options)
     if method in ("magnitude",) + OFFLINE_METHODS:
         batches = (_calibration(model, calib, nsamples, seqlen, seed, tokenizer, data_dir)
                    if method in OFFLINE_METHODS else None)
@@ -179,8 +211,12 @@ def sparsify(model: nn.Module, method: str, density: float | None = None, *, pat
             raise
     else:
         model.__dict__[STATE_ATTR] = state
-        if method == "mumoe":
-            _swap_in_mumoe(model, linears, density, state)
+        if method in ONLINE_METHODS:
+            try:
+                _swap_in_mumoe(model, linears, density, state)
+            except BaseException:
+                restore(model)
+                raise
     return model
 
 
