@@ -152,3 +152,30 @@ def sparse_linear(x: torch.Tensor, rs: RowSparse, bias: torch.Tensor | None = No
         raise ValueError(f"sparse_linear: a batched RowSparse of {dense.shape[0]} prompts needs x of "
                          f"shape (B, T, d_in) with B = {dense.shape[0]}, got {tuple(x.shape)}")
     return torch.stack([F.linear(x[b], dense[b], bias) for b in range(dense.shape[0])])
+
+
+def prompt_mean(x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-prompt fp32 column mean over the tokens where attention_mask is 1: (T, d) -> (d,)."""
+    xf = x.float()
+    if attention_mask is None:
+        return xf.mean(dim=-2)
+    keep = attention_mask.bool().unsqueeze(-1)
+    return torch.where(keep, xf, torch.zeros_like(xf)).sum(dim=-2) / keep.sum(dim=-2).clamp_min(1)
+
+
+def mean_shift_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      density: float, mean_shift: float,
+                      attention_mask: torch.Tensor | None = None):
+    """µ-MoE with ``mean_shift`` s (docs/mumoe_plus.md) as its definition, for one prompt (T, d):
+    μ = the column mean of the prompt's tokens, the mask keeps the k largest |W_ij|·‖x_j − s·μ_j‖
+    of each row (norms over the prompt's tokens), and y = x·(W⊙M)ᵀ + b + s·(W − W⊙M)·μ.
+    Returns (y, mask, c) with c = s·(W − W⊙M)·μ, the per-prompt vector decode adds."""
+    mu = prompt_mean(x, attention_mask)
+    norms = col_norms(x.float() - mean_shift * mu, attention_mask)
+    mask = wanda_mask(weight, norms, density)
+    kept = _masked_weight(weight, mask).float()
+    c = mean_shift * ((weight.float() - kept) @ mu)
+    y = x.float() @ kept.T + c
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype), mask, c

@@ -54,6 +54,31 @@ def test_eval_smoke(tiny_model_dir, text_file, tmp_path, capsys):
     assert (tmp_path / "again.md").read_text() == table
 
 
+def test_eval_mumoe_plus_and_options_rows(tiny_model_dir, text_file, tmp_path, capsys):
+    import torch
+    import transformers
+    out = tmp_path / "r.json"
+    common = ["eval", "--model", tiny_model_dir, "--density", "0.5", "--text-file", text_file,
+              "--seqlen", "16", "--max-windows", "2", "--mode", "prefix", "--no-progress"]
+    assert main(common + ["--methods", "mumoe,mumoe-plus", "--out", str(out)]) == 0
+    assert main(common + ["--methods", "mumoe", "--mumoe-options", "mean_shift=0.75",
+                          "--out", str(tmp_path / "s.json")]) == 0
+    records = json.loads(out.read_text()) + json.loads((tmp_path / "s.json").read_text())
+    by = {(r["method"], r["options"]): r for r in records}
+    assert set(by) == {("mumoe", None), ("mumoe-plus", None), ("mumoe", "mean_shift=0.75")}
+    assert by[("mumoe-plus", None)]["mumoe_settings"] == {"mean_shift": 0.75, "allocation": "owl",
+                                                          "owl_m": 5.0, "owl_lambda": 0.08}
+    assert by[("mumoe", "mean_shift=0.75")]["mumoe_settings"]["mean_shift"] == 0.75
+    assert len({r["ppl"] for r in records}) == 3  # three different models
+    for r in records:
+        assert r["torch"] == torch.__version__ and r["transformers"] == transformers.__version__
+        assert r["commit"]
+    capsys.readouterr()
+    assert main(["table", str(out), str(tmp_path / "s.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "µ-MoE+" in printed and "µ-MoE (mean_shift=0.75)" in printed
+
+
 def test_missing_data_is_a_clear_error(tiny_model_dir, monkeypatch, capsys):
     from mumoe_ext.eval import datasets as D
     monkeypatch.delenv("MUMOE_DATA_DIR", raising=False)
@@ -70,6 +95,9 @@ def test_missing_data_is_a_clear_error(tiny_model_dir, monkeypatch, capsys):
     (["eval", "--density", "0.5,1.5"], "--density"),
     (["eval", "--mode", "sideways"], "--mode"),
     (["eval", "--seqlen", "0"], "positive"),
+    (["eval", "--mumoe-options", "mean_shift=2"], "mean_shift"),
+    (["eval", "--mumoe-options", "shift=0.5"], "unexpected options"),
+    (["eval", "--mumoe-options", "mean_shift"], "key=value"),
 ])
 def test_bad_options_are_rejected(argv, message, capsys):
     with pytest.raises(SystemExit):

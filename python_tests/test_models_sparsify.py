@@ -47,7 +47,7 @@ def test_every_method_patches_runs_and_restores(family, method):
     assert torch.isfinite(logits).all()
     if method == "dense":
         assert torch.equal(logits, dense_logits)
-    elif method == "mumoe":
+    elif method in ("mumoe", "mumoe-plus"):
         assert all(isinstance(m, MuMoELinear) for m in linears.values())
         assert list(model.state_dict()) == list(before)  # same keys: weight/bias kept
         assert not torch.allclose(logits, dense_logits)

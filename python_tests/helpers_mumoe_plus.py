@@ -1,0 +1,49 @@
+"""Independent expectations for µ-MoE with mean_shift / OWL (mumoe-plus): each linear's mask and
+mean compensation from the reference definition (`reference.mean_shift_linear`) on the
+activations of one prompt alone, and a static model carrying them as weights and biases."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mumoe_ext import reference
+from mumoe_ext.models import MuMoELinear
+
+
+@torch.no_grad()
+def expected_plus(model, prompt_ids: torch.Tensor) -> dict:
+    """{linear name: (mask, c)} for ONE unpadded prompt (1, T) of a sparsified model, each linear
+    at its own density (OWL) and mean_shift."""
+    assert prompt_ids.dim() == 2 and prompt_ids.shape[0] == 1
+    inputs, handles = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, MuMoELinear):
+            handles.append(m.register_forward_pre_hook(
+                lambda mod, args, name=name: inputs.__setitem__(
+                    name, args[0].reshape(-1, args[0].shape[-1]).clone())))
+    try:
+        model(input_ids=prompt_ids, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for name, x in inputs.items():
+        m = model.get_submodule(name)
+        _, mask, c = reference.mean_shift_linear(x, m.weight, None, m.density, m.mean_shift)
+        out[name] = (mask, c)
+    return out
+
+
+@torch.no_grad()
+def static_plus_model(build, expected: dict):
+    """A fresh `build()` with each mask multiplied into its weight and c added to its bias."""
+    model = build()
+    for name, (mask, c) in expected.items():
+        lin = model.get_submodule(name)
+        lin.weight.mul_(mask)
+        c = c.to(lin.weight.dtype)
+        if lin.bias is None:
+            lin.bias = nn.Parameter(c.clone())
+        else:
+            lin.bias.add_(c)
+    return model
