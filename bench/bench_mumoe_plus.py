@@ -1,0 +1,89 @@
+"""Per-prompt cost of mumoe-plus against plain µ-MoE (issue 10: at most 1.2×), one linear at a time.
+
+Two measurements per shape, bf16, a 256-token prompt, density 0.5:
+- ``selection``: what each method computes from the prompt before any product. Plain: column
+  norms + row selection (`col_norms`, `prune_rows`). Plus (mean_shift=0.75): the column mean, the
+  shifted input, its norms, the same selection, the GEMV s·Wμ and the sparse GEMV Ŵ(s·μ) that give
+  the decode compensation.
+- ``prefill``: the whole µ-MoE linear of the prefill (`MuMoELinear` in the prefill phase:
+  selection + product + the compact weight kept for decode), mean_shift 0 vs 0.75.
+OWL's allocation is fixed at `sparsify` time: no per-prompt cost (the mean density is unchanged).
+
+Plain and plus are timed in alternating rounds in one process, so other load hits both alike;
+extra_info["ratio_plus_plain"] is the ratio of the medians. pytest-benchmark times the plus call.
+
+    pytest bench/bench_mumoe_plus.py -q --benchmark-json bench/results/mumoe_plus_cost.json
+"""
+import statistics
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import mumoe_ext
+from mumoe_ext.models import MuMoELinear
+from mumoe_ext.models.mumoe_linear import prompt_mean
+from mumoe_ext.models.prompt_context import PREFILL, CacheSession, PromptContext
+
+TOKENS, DENSITY, SHIFT, ROUNDS = 256, 0.5, 0.75, 9
+SHAPES = {  # (d_out, d_in) of the linears of one decoder layer
+    "smollm2-135m q_proj": (576, 576), "smollm2-135m up_proj": (1536, 576),
+    "smollm2-135m down_proj": (576, 1536),
+    "tinyllama-1.1b q_proj": (2048, 2048), "tinyllama-1.1b up_proj": (5632, 2048),
+    "tinyllama-1.1b down_proj": (2048, 5632),
+}
+
+
+def _plain_selection(x, w):
+    return mumoe_ext.prune_rows(w, mumoe_ext.col_norms(x), DENSITY)
+
+
+def _plus_selection(x, w):
+    shift = (SHIFT * prompt_mean(x, None)).to(x.dtype)
+    rs = mumoe_ext.prune_rows(w, mumoe_ext.col_norms(x - shift), DENSITY)
+    c = torch.nn.functional.linear(shift, w) - mumoe_ext.sparse_linear(shift[None], rs)[0]
+    return rs, c
+
+
+def _prefill(shift, lin):
+    ctx = PromptContext()
+    m = MuMoELinear(lin, DENSITY, ctx, mean_shift=shift)
+
+    def run(x):
+        ctx.phase, ctx.session = PREFILL, CacheSession(ctx, 1)
+        return m(x)
+    return run
+
+
+def _timed(fn, x):
+    t = time.perf_counter()
+    fn(x)
+    return time.perf_counter() - t
+
+
+@pytest.mark.parametrize("part", ["selection", "prefill"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_mumoe_plus_cost(benchmark, shape, part):
+    d_out, d_in = SHAPES[shape]
+    torch.manual_seed(0)
+    lin = nn.Linear(d_in, d_out, bias=False).to(torch.bfloat16)
+    x = (torch.randn(TOKENS, d_in) + torch.randn(d_in)).to(torch.bfloat16)
+    w = lin.weight.detach()
+    if part == "selection":
+        plain, plus = (lambda x: _plain_selection(x, w)), (lambda x: _plus_selection(x, w))
+    else:
+        plain, plus = _prefill(0.0, lin), _prefill(SHIFT, lin)
+    with torch.no_grad():
+        plain(x), plus(x)
+        a, b = [], []
+        for _ in range(ROUNDS):
+            a.append(_timed(plain, x))
+            b.append(_timed(plus, x))
+        benchmark.group = f"mumoe_plus {part}"
+        benchmark.extra_info.update(
+            shape=shape, d_out=d_out, d_in=d_in, part=part, tokens=TOKENS, density=DENSITY,
+            mean_shift=SHIFT, threads=torch.get_num_threads(),
+            median_plain_s=statistics.median(a), median_plus_s=statistics.median(b),
+            ratio_plus_plain=statistics.median(b) / statistics.median(a))
+        benchmark.pedantic(plus, args=(x,), rounds=3, iterations=1)
