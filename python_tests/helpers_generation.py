@@ -10,9 +10,8 @@ from mumoe_ext.models import MuMoELinear
 
 
 @torch.no_grad()
-def expected_masks(model, prompt_ids: torch.Tensor, density: float, **forward_kw) -> dict:
-    """{linear name: bool mask} of a sparsified model for ONE unpadded prompt (1, T), by the
-    reference selection on the activations each linear sees in a plain forward of that prompt."""
+def linear_inputs(model, prompt_ids: torch.Tensor, **forward_kw) -> dict:
+    """{µ-MoE linear name: (T, d) input} in a plain forward of ONE unpadded prompt (1, T)."""
     assert prompt_ids.dim() == 2 and prompt_ids.shape[0] == 1
     inputs, handles = {}, []
     for name, m in model.named_modules():
@@ -25,6 +24,14 @@ def expected_masks(model, prompt_ids: torch.Tensor, density: float, **forward_kw
     finally:
         for h in handles:
             h.remove()
+    return inputs
+
+
+@torch.no_grad()
+def expected_masks(model, prompt_ids: torch.Tensor, density: float, **forward_kw) -> dict:
+    """{linear name: bool mask} of a sparsified model for ONE unpadded prompt (1, T), by the
+    reference selection on the activations each linear sees in a plain forward of that prompt."""
+    inputs = linear_inputs(model, prompt_ids, **forward_kw)
     return {n: reference.wanda_mask(model.get_submodule(n).weight, reference.col_norms(x), density)
             for n, x in inputs.items()}
 

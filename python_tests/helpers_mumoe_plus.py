@@ -7,25 +7,15 @@ import torch
 from torch import nn
 
 from mumoe_ext import reference
-from mumoe_ext.models import MuMoELinear
+
+from helpers_generation import linear_inputs
 
 
 @torch.no_grad()
 def expected_plus(model, prompt_ids: torch.Tensor) -> dict:
     """{linear name: (mask, c)} for ONE unpadded prompt (1, T) of a sparsified model, each linear
     at its own density (OWL) and mean_shift."""
-    assert prompt_ids.dim() == 2 and prompt_ids.shape[0] == 1
-    inputs, handles = {}, []
-    for name, m in model.named_modules():
-        if isinstance(m, MuMoELinear):
-            handles.append(m.register_forward_pre_hook(
-                lambda mod, args, name=name: inputs.__setitem__(
-                    name, args[0].reshape(-1, args[0].shape[-1]).clone())))
-    try:
-        model(input_ids=prompt_ids, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    inputs = linear_inputs(model, prompt_ids)
     out = {}
     for name, x in inputs.items():
         m = model.get_submodule(name)

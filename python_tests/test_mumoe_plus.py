@@ -211,3 +211,11 @@ def test_option_strings():
     assert option_label({}) is None
     with pytest.raises(ValueError, match="key=value"):
         parse_option_string("mean_shift")
+
+
+def test_non_finite_activations_raise_with_mean_shift():
+    m = MuMoELinear(_linear(), 0.5, PromptContext(), mean_shift=0.75)
+    x = _x((6, 48))
+    x[2, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"), torch.no_grad():
+        m(x)
