@@ -40,6 +40,16 @@ def test_bench_generate_restores_the_model_and_compares_with_dense():
     assert "| mumoe | 0.3 |" in markdown_table(records)
 
 
+def test_bench_generate_times_mumoe_plus_too():
+    model = tiny_llama()
+    records = bench_generate(model, [0.5], prompt_tokens=8, new_tokens=3, repeats=1,
+                             methods=("mumoe", "mumoe-plus"))
+    assert [(r.method, r.density) for r in records] == [("dense", 1.0), ("mumoe", 0.5),
+                                                          ("mumoe-plus", 0.5)]
+    assert sparsify_state(model) is None
+    assert records[2].kept_mib > 0
+
+
 def _rec(prefill, decode):
     return Record("x", 0.5, 8, 33, prefill, decode, 1e3 / decode,
                   33 / ((prefill + 32 * decode) / 1e3), 0, 0, 1, [prefill], [decode])

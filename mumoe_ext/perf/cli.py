@@ -15,7 +15,14 @@ import sys
 import time
 
 
+from ..cli_args import as_list, choice_list
 from ..provenance import versions
+
+METHODS = ("mumoe", "mumoe-plus")
+
+
+def _methods(text):
+    return choice_list(text, "--methods", METHODS)
 
 
 def add_parser(subparsers):
@@ -32,6 +39,8 @@ def add_parser(subparsers):
     p.add_argument("--layers", type=_positive, default=None,
                    help="with --shape: keep only the first N decoder layers")
     p.add_argument("--density", type=_densities, default="0.5", help="comma list of densities")
+    p.add_argument("--methods", type=_methods,
+                   default="mumoe", help="µ-MoE methods to time against dense: mumoe, mumoe-plus")
     p.add_argument("--prompt-tokens", type=_positive, default=256)
     p.add_argument("--new-tokens", type=_positive, default=32)
     p.add_argument("--repeats", type=_positive, default=3, help="timed generate calls per config")
@@ -84,7 +93,8 @@ def run(args) -> int:
               f"{t.decode_s * 1e3:.2f} ms/token", file=sys.stderr, flush=True)
 
     records = bench_generate(model, args.density, prompt_tokens=args.prompt_tokens,
-                             new_tokens=args.new_tokens, repeats=args.repeats, progress=progress)
+                             new_tokens=args.new_tokens, repeats=args.repeats, progress=progress,
+                             methods=as_list(args.methods, _methods))
     info = machine() | {"model": name, "dtype": args.dtype}
     table = markdown_table(records)
     header = (f"{name}, {args.dtype}, prompt {args.prompt_tokens} tokens, {args.new_tokens} new "

@@ -143,21 +143,22 @@ def _compare(rec: Record, dense: Record) -> Record:
 
 
 def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: int = 32,
-                   repeats: int = 3, seed: int = 0, progress=None) -> list[Record]:
-    """Dense and µ-MoE at each density on the same prompt: one warm-up round, then `repeats`
+                   repeats: int = 3, seed: int = 0, progress=None,
+                   methods=("mumoe",)) -> list[Record]:
+    """Dense and each of `methods` (mumoe, mumoe-plus) at each density on the same prompt: one warm-up round, then `repeats`
     rounds of one timed generate per configuration. Returns one Record per configuration, dense
     first; times are medians over the rounds."""
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab, (1, prompt_tokens), generator=g)
     ids = ids.to(next(model.parameters()).device)
-    configs = [("dense", 1.0)] + [("mumoe", float(d)) for d in densities]
+    configs = [("dense", 1.0)] + [(m, float(d)) for m in methods for d in densities]
     timings = {c: [] for c in configs}
     # Rounds interleave the configurations, so a slow phase of a shared machine hits all of them.
     for round_ in range(repeats + 1):  # round 0 warms up (first-touch allocations, thread pool)
         for method, density in configs:
-            if method == "mumoe":
-                sparsify(model, "mumoe", density)
+            if method != "dense":
+                sparsify(model, method, density)
             try:
                 t = time_generate(model, ids, new_tokens if round_ else 2)
             finally:
