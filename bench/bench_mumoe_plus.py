@@ -26,7 +26,7 @@ from mumoe_ext.models import MuMoELinear
 from mumoe_ext.models.mumoe_linear import prompt_mean
 from mumoe_ext.models.prompt_context import PREFILL, CacheSession, PromptContext
 
-TOKENS, DENSITY, SHIFT, ROUNDS = 256, 0.5, 0.75, 9
+TOKENS, DENSITY, SHIFT, ROUNDS = 256, 0.5, 0.75, 15
 SHAPES = {  # (d_out, d_in) of the linears of one decoder layer
     "smollm2-135m q_proj": (576, 576), "smollm2-135m up_proj": (1536, 576),
     "smollm2-135m down_proj": (576, 1536),
@@ -42,7 +42,7 @@ def _plain_selection(x, w):
 def _plus_selection(x, w):
     shift = (SHIFT * prompt_mean(x, None)).to(x.dtype)
     rs = mumoe_ext.prune_rows(w, mumoe_ext.col_norms(x - shift), DENSITY)
-    c = torch.nn.functional.linear(shift, w) - mumoe_ext.sparse_linear(shift[None], rs)[0]
+    c = torch.mv(w, shift) - mumoe_ext.sparse_linear(shift[None], rs)[0]
     return rs, c
 
 

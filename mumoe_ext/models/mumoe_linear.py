@@ -14,8 +14,10 @@ Variants override `select` (how a prompt's mask is chosen and applied); the phas
 ``mean_shift`` s (0 = the paper's µ-MoE; docs/mumoe_plus.md): the score uses the norms of the
 prompt's activations with s times their column mean μ taken out, ‖x_j − s·μ_j‖, and each row is
 compensated for the mean its pruned weights would have seen: y = Ŵx + b + s·(W − Ŵ)μ. It runs as
-the same fused op on x − s·μ with the bias b + s·Wμ (the two are equal), so the selection cost is
-unchanged; decode adds the per-prompt vector s·(W − Ŵ)μ, kept with the cache.
+the same fused op on x − s·μ with the bias b + s·Wμ (the two are equal), so the selection is
+µ-MoE's; per prompt it adds the column mean, the GEMV s·Wμ and, at a prefill, the sparse GEMV
+Ŵ(s·μ) (an extra masked token through the fused op was slower: padding takes the op's slower path);
+decode adds the kept vector s·(W − Ŵ)μ through the op's bias.
 """
 from __future__ import annotations
 
@@ -83,7 +85,8 @@ class MuMoELinear(nn.Linear):
 
     def _forward_shifted(self, x: torch.Tensor, attention_mask: torch.Tensor | None):
         shift = (self.mean_shift * prompt_mean(x, attention_mask)).to(x.dtype)  # (d,) or (B, d)
-        w_shift = F.linear(shift, self.weight)                                    # s·Wμ
+        # s·Wμ (torch.mv: about 1.7x faster than F.linear for one vector on the CPU)
+        w_shift = torch.mv(self.weight, shift) if shift.dim() == 1 else F.linear(shift, self.weight)
         lead = (slice(None), None) if x.dim() == 3 else ()  # (B, d) -> (B, 1, d) over the tokens
         xs = x - shift[lead]
         keep = self.context.phase == PREFILL
@@ -125,7 +128,7 @@ def prompt_mean(x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.T
     """fp32 column mean over a prompt's tokens, (T, d) -> (d,) or (B, T, d) -> (B, d); tokens where
     attention_mask is 0 do not count."""
     if attention_mask is None:
-        return x.float().mean(dim=-2)
+        return x.mean(dim=-2, dtype=torch.float32)
     w = attention_mask.to(torch.float32).unsqueeze(-1)
     return (x.float() * w).sum(dim=-2) / w.sum(dim=-2).clamp_min(1.0)
 
