@@ -93,6 +93,17 @@ def test_mumoe_identical_for_batch_sizes_1_4_8(mumoe_model, tok, tasks, mask_fro
             assert metrics(runs[bs], name) == metrics(runs[1], name), (name, bs)
 
 
+def test_mumoe_plus_identical_for_batch_sizes_and_differs_from_mumoe(mumoe_model, tok, tasks):
+    plus = mumoe_ext.sparsify(tiny_llama(), "mumoe-plus", DENSITY)
+    runs = {bs: evaluate(MuMoELM(plus, method=None, tokenizer=tok, batch_size=bs,
+                                 mask_from="context", progress=False), ["tiny_mc"], tasks)
+            for bs in (1, 4)}
+    assert responses(runs[4], "tiny_mc") == responses(runs[1], "tiny_mc")
+    plain = evaluate(MuMoELM(mumoe_model, method=None, tokenizer=tok, batch_size=1,
+                             mask_from="context", progress=False), ["tiny_mc"], tasks)
+    assert responses(plain, "tiny_mc") != responses(runs[1], "tiny_mc")
+
+
 def test_stock_hflm_is_batch_dependent_on_mumoe(mumoe_model, tok, tasks):
     """The bug MuMoELM fixes: lm-eval right-pads batches with token 0 and passes no attention
     mask, so µ-MoE's masks see padding. If this starts failing, lm-eval changed its batching:
