@@ -219,3 +219,12 @@ def test_non_finite_activations_raise_with_mean_shift():
     x[2, 5] = float("nan")
     with pytest.raises(ValueError, match="NaN"), torch.no_grad():
         m(x)
+
+
+@pytest.mark.parametrize("method", ["mumoe", "mumoe-plus"])
+def test_sparsifying_a_mumoe_model_again_raises(method):
+    model = sparsify(FAMILIES["llama"](), method, 0.5)
+    with pytest.raises(RuntimeError, match="already sparsified"):
+        sparsify(model, "mumoe-plus", 0.5)
+    with pytest.raises(RuntimeError, match="already sparsified"):
+        sparsify(model, "mumoe", 0.5)

@@ -45,7 +45,6 @@ class SparsifyState:
     hooks: list = field(default_factory=list)
     context: PromptContext | None = None
     options: MuMoEOptions | None = None           # mumoe / mumoe-plus
-    layer_density: dict = field(default_factory=dict)  # layer index -> density (allocation="owl")
 
 
 def sparsify_state(model: nn.Module) -> SparsifyState | None:
@@ -60,20 +59,19 @@ def _check_args(model, method, density, pattern, nsamples, opts):
     density = pattern_density(density, pattern, "sparsify")
     if isinstance(nsamples, bool) or not isinstance(nsamples, int) or nsamples < 1:
         raise ValueError(f"nsamples must be a positive int, got {nsamples!r}")
+    options = None
     if method in ONLINE_METHODS:
         options = mumoe_options(method, opts)
         if options.allocation != "uniform" and pattern is not None:
             raise ValueError(f"sparsify: allocation={options.allocation!r} varies the density per "
                              f"layer, pattern={pattern!r} fixes it: use one of them")
-        return density, options
-    unknown = set(opts) - OFFLINE_OPTIONS
-    if unknown or (opts and method != "sparsegpt"):
+    elif set(opts) - OFFLINE_OPTIONS or (opts and method != "sparsegpt"):
         raise TypeError(f"sparsify: unexpected options {sorted(opts)} for method {method!r} "
                         f"(sparsegpt accepts {sorted(OFFLINE_OPTIONS)})")
     if sparsify_state(model) is not None:
         raise RuntimeError(f"model is already sparsified with "
                            f"{sparsify_state(model).method!r}; call restore(model) first")
-    return density, None
+    return density, options
 
 
 def _check_pattern_fits(linears, pattern):
@@ -134,28 +132,29 @@ def _prune_offline(model, method, density, pattern, linears, batches, progress, 
         model.config.use_cache = use_cache
 
 
-def _layer_densities(model, linears, density, options):
-    """{layer index: density} of OWL's allocation over the decoder layers holding `linears`."""
+def _owl_densities(model, linears, density, options) -> dict:
+    """{linear name: density} of OWL's allocation over the decoder layers holding `linears`."""
     prefix = find_adapter(model).layers_path
+    index = {name: _layer_index(name, prefix) for name in linears}
+    outside = [name for name, i in index.items() if i is None]
+    if outside:
+        raise ValueError(f"allocation='owl': {outside[0]!r} is outside the decoder layers "
+                         f"{prefix!r}; OWL allocates per decoder layer (exclude it, or "
+                         f"allocation='uniform')")
     layers: dict[int, list] = {}
     for name, lin in linears.items():
-        i = _layer_index(name, prefix)
-        if i is None:
-            raise ValueError(f"allocation='owl': {name!r} is outside the decoder layers {prefix!r}; "
-                             f"OWL allocates per decoder layer (exclude it, or allocation='uniform')")
-        layers.setdefault(i, []).append(lin.weight)
-    return owl_densities(layers, density, options.owl_m, options.owl_lambda)
+        layers.setdefault(index[name], []).append(lin.weight)
+    by_layer = owl_densities(layers, density, options.owl_m, options.owl_lambda)
+    return {name: by_layer[i] for name, i in index.items()}
 
 
 def _swap_in_mumoe(model, linears, density, state):
     state.context = PromptContext()
     options = state.options
-    if options.allocation == "owl":
-        state.layer_density = _layer_densities(model, linears, density, options)
-    prefix = find_adapter(model).layers_path if state.layer_density else None
+    densities = (_owl_densities(model, linears, density, options)
+                 if options.allocation == "owl" else {})
     for name, lin in linears.items():
-        d = state.layer_density[_layer_index(name, prefix)] if prefix else density
-        mumoe = MuMoELinear(lin, d, state.context, pattern=state.pattern,
+        mumoe = MuMoELinear(lin, densities.get(name, density), state.context, pattern=state.pattern,
                             mean_shift=options.mean_shift)
         carry_hook(lin, mumoe)  # an accelerate-dispatched linear: same devices, same offloading
         model.set_submodule(name, mumoe)
