@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..models.sparsify import ONLINE_METHODS
 from .datasets import dataset_label
 
 _KEYS = ("model", "method", "calib", "density", "pattern", "dataset", "mode", "seqlen", "max_windows", "seed",
@@ -27,7 +28,7 @@ def cell_key(settings: dict, method, calib, sparsity, nsamples, dataset, source,
     return (settings["model"], method, dataset_label(calib) if calib else None, density, pattern,
             dataset, mode, settings["seqlen"], settings["max_windows"], settings["seed"],
             settings["dtype"], nsamples if calib else None, source,
-            settings.get("options") if method in ("mumoe", "mumoe-plus") else None)
+            settings.get("options") if method in ONLINE_METHODS else None)
 
 
 def record_key(record: dict) -> tuple:

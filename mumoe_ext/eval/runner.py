@@ -16,8 +16,8 @@ from ..models import load_model, restore, sparsify
 from ..models.mumoe_options import mumoe_options, option_label
 from ..models.sparsify import ONLINE_METHODS
 from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
-from .perplexity import perplexity
 from ..provenance import versions
+from .perplexity import perplexity
 from .resume import cell_key, load_finished
 
 OFFLINE = ("wanda", "sparsegpt")
@@ -98,6 +98,9 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
             calib_cache[calib] = calibration_windows(calib, tokenizer, nsamples, seqlen, seed,
                                                      data_dir=data_dir)
         online = method in ONLINE_METHODS
+        online_record = ({"options": settings["options"],
+                          "mumoe_settings": mumoe_options(method, mumoe_opts).as_dict()}
+                         if online else {})
         sparsify(model, method, None if pattern else density, pattern=pattern,
                  calib=calib_cache.get(calib), nsamples=nsamples, seed=seed, progress=progress,
                  **(mumoe_opts if online else {}))
@@ -114,10 +117,7 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
                               "seqlen": seqlen, "windows": windows, "ppl": ppl,
                               "nsamples": nsamples if calib else None, "source": source,
                               "dtype": dtype_name, "seed": seed, "max_windows": max_windows,
-                              **provenance}
-                    if online:
-                        record["options"] = settings["options"]
-                        record["mumoe_settings"] = mumoe_options(method, mumoe_opts).as_dict()
+                              **provenance, **online_record}
                     if name == "c4" and source.startswith("local"):
                         record["note"] = C4_LOCAL_NOTE
                     records.append(record)

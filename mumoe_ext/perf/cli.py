@@ -14,15 +14,13 @@ import shlex
 import sys
 import time
 
-
 from ..cli_args import as_list, choice_list
+from ..models.sparsify import ONLINE_METHODS
 from ..provenance import versions
-
-METHODS = ("mumoe", "mumoe-plus")
 
 
 def _methods(text):
-    return choice_list(text, "--methods", METHODS)
+    return choice_list(text, "--methods", ONLINE_METHODS)
 
 
 def add_parser(subparsers):

@@ -145,8 +145,8 @@ def _compare(rec: Record, dense: Record) -> Record:
 def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: int = 32,
                    repeats: int = 3, seed: int = 0, progress=None,
                    methods=("mumoe",)) -> list[Record]:
-    """Dense and each of `methods` (mumoe, mumoe-plus) at each density on the same prompt: one warm-up round, then `repeats`
-    rounds of one timed generate per configuration. Returns one Record per configuration, dense
+    """Dense and each of `methods` (mumoe, mumoe-plus) at each density on the same prompt: one
+    warm-up round, then `repeats` rounds of one timed generate per configuration. Returns one Record per configuration, dense
     first; times are medians over the rounds."""
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(seed)
