@@ -2,11 +2,12 @@
 
 Two measurements per shape, bf16, a 256-token prompt, density 0.5:
 - ``selection``: what each method computes from the prompt before any product. Plain: column
-  norms + row selection (`col_norms`, `prune_rows`). Plus (mean_shift=0.75): the column mean, the
-  shifted input, its norms, the same selection, the GEMV s·Wμ and the sparse GEMV Ŵ(s·μ) that give
-  the decode compensation.
+  norms + row selection (`col_norms`, `prune_rows`). Plus (mean_shift=0.75): `prune_rows_centered`,
+  the same selection from the centred norms (column mean + centred norms, two passes over the
+  tokens) with each row's compensation s·(W − Ŵ)μ summed while the row is in cache.
 - ``prefill``: the whole µ-MoE linear of the prefill (`MuMoELinear` in the prefill phase:
-  selection + product + the compact weight kept for decode), mean_shift 0 vs 0.75.
+  selection + product + the compact weight kept for decode), mean_shift 0 vs 0.75
+  (`wanda_linear_compact` vs `wanda_linear_centered`).
 OWL's allocation is fixed at `sparsify` time: no per-prompt cost (the mean density is unchanged).
 
 Plain and plus are timed in alternating rounds in one process, so other load hits both alike;
@@ -23,10 +24,9 @@ from torch import nn
 
 import mumoe_ext
 from mumoe_ext.models import MuMoELinear
-from mumoe_ext.models.mumoe_linear import prompt_mean
 from mumoe_ext.models.prompt_context import PREFILL, CacheSession, PromptContext
 
-TOKENS, DENSITY, SHIFT, ROUNDS = 256, 0.5, 0.75, 15
+TOKENS, DENSITY, SHIFT, ROUNDS = 256, 0.5, 0.75, 25
 SHAPES = {  # (d_out, d_in) of the linears of one decoder layer
     "smollm2-135m q_proj": (576, 576), "smollm2-135m up_proj": (1536, 576),
     "smollm2-135m down_proj": (576, 1536),
@@ -40,10 +40,7 @@ def _plain_selection(x, w):
 
 
 def _plus_selection(x, w):
-    shift = (SHIFT * prompt_mean(x, None)).to(x.dtype)
-    rs = mumoe_ext.prune_rows(w, mumoe_ext.col_norms(x - shift), DENSITY)
-    c = torch.mv(w, shift) - mumoe_ext.sparse_linear(shift[None], rs)[0]
-    return rs, c
+    return mumoe_ext.prune_rows_centered(x, w, DENSITY, mean_shift=SHIFT)
 
 
 def _prefill(shift, lin):
@@ -87,3 +84,27 @@ def test_mumoe_plus_cost(benchmark, shape, part):
             median_plain_s=statistics.median(a), median_plus_s=statistics.median(b),
             ratio_plus_plain=statistics.median(b) / statistics.median(a))
         benchmark.pedantic(plus, args=(x,), rounds=3, iterations=1)
+
+
+def table(path: str) -> str:
+    """The markdown table of a --benchmark-json file of this bench."""
+    import json
+    data = json.load(open(path))
+    rows = {}
+    for b in data["benchmarks"]:
+        e = b["extra_info"]
+        rows.setdefault(e["shape"], {})[e["part"]] = e
+    out = ["| linear (d_out×d_in) | selection: plain → plus ms | ratio | whole prefill linear: "
+           "plain → plus ms | ratio |", "|---|---|---:|---|---:|"]
+    for shape, parts in rows.items():
+        s, p = parts["selection"], parts["prefill"]
+        out.append(f"| {shape} {s['d_out']}×{s['d_in']} | {s['median_plain_s'] * 1e3:.2f} → "
+                   f"{s['median_plus_s'] * 1e3:.2f} | {s['ratio_plus_plain']:.2f}× | "
+                   f"{p['median_plain_s'] * 1e3:.2f} → {p['median_plus_s'] * 1e3:.2f} | "
+                   f"{p['ratio_plus_plain']:.2f}× |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # python3 bench/bench_mumoe_plus.py bench/results/mumoe_plus_cost.json
+    import sys
+    print(table(sys.argv[1]))

@@ -31,6 +31,13 @@ inline at::Tensor call_sparse_linear(const at::Tensor& x, const at::Tensor& bitm
   return op.call(x, bitmap, values, d_in, bias);
 }
 
+inline at::Tensor call_wanda_mask(const at::Tensor& w, const at::Tensor& norms, int64_t k, int64_t m = 0) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mumoe::wanda_mask", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t)>();
+  return op.call(w, norms, k, m);
+}
+
 inline std::tuple<at::Tensor, at::Tensor> call_prune_rows(const at::Tensor& w, const at::Tensor& norms,
                                                           int64_t k, int64_t m = 0) {
   static auto op = c10::Dispatcher::singleton()

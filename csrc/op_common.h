@@ -82,4 +82,17 @@ inline void check_wanda_linear_args(const at::Tensor& x, const at::Tensor& weigh
                     weight.size(1), "], got ", k);
 }
 
+inline void check_wanda_linear_centered_args(const at::Tensor& x, const at::Tensor& weight,
+                                             const std::optional<at::Tensor>& bias, int64_t k,
+                                             double mean_shift, int64_t m) {
+  check_wanda_linear_args(x, weight, bias, k);
+  TORCH_CHECK_VALUE(mean_shift >= 0.0 && mean_shift <= 1.0,
+                    "wanda_linear_centered: mean_shift must be in [0, 1], got ", mean_shift);
+}
+
+// The (0,) placeholder wanda_linear_centered returns for the compact weight it was not asked to keep.
+inline at::Tensor empty_compact(const at::Tensor& weight, at::ScalarType dtype) {
+  return at::empty({0}, weight.options().dtype(dtype));
+}
+
 }  // namespace mumoe

@@ -28,6 +28,13 @@ TORCH_LIBRARY(mumoe, m) {
   // the µ-MoE prefill: wanda_linear that also returns the RowSparse it selected (bitmap, values), so
   // decode reuses the one selection; each prompt's result does not depend on its batch or padding.
   m.def("wanda_linear_compact(Tensor x, Tensor weight, Tensor? bias, int k, Tensor? attention_mask, int m=0) -> (Tensor, Tensor, Tensor)");
+  // µ-MoE with mean_shift s (docs/mumoe_plus.md): center = s * the column mean of each prompt's
+  // kept tokens, scores |W_ij| * ||x_j - center_j||, y = x W_kept^T + bias + offset with
+  // offset = (W - W_kept) center (fp32, (d_out,) / (B, d_out)), returned for the decode steps;
+  // (y, bitmap, values, offset), the compact weight (0,)-sized unless keep_compact.
+  // its selection alone, from the tokens: (bitmap, values, offset).
+  m.def("prune_rows_centered(Tensor x, Tensor weight, int k, float mean_shift, Tensor? attention_mask, int m=0) -> (Tensor, Tensor, Tensor)");
+  m.def("wanda_linear_centered(Tensor x, Tensor weight, Tensor? bias, int k, float mean_shift, Tensor? attention_mask, int m=0, bool keep_compact=True) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace py = pybind11;

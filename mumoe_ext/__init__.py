@@ -15,14 +15,15 @@ except ValueError as _e:
     raise ImportError(f"mumoe_ext: {_e}") from None
 
 from .build_info import build_info, cpu_isa, set_cpu_isa
-from .ops import (col_norms, masked_linear, prune_rows, sparse_linear, wanda_linear,
-                  wanda_linear_compact, wanda_mask, wanda_prune)
+from .ops import (col_norms, masked_linear, prune_rows, prune_rows_centered, sparse_linear,
+                  wanda_linear, wanda_linear_centered, wanda_linear_compact, wanda_mask,
+                  wanda_prune)
 from .row_sparse import RowSparse
 from . import autograd as _autograd  # noqa: F401  (registers the ops' backward formulas)
 
 __version__ = _C.version
 __all__ = ["col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear",
-           "wanda_linear_compact", "prune_rows",
+           "wanda_linear_compact", "wanda_linear_centered", "prune_rows", "prune_rows_centered",
            "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa", "sparsify",
            "restore", "load_model", "MuMoELinear", "perplexity"]
 

@@ -10,6 +10,7 @@ from . import _checks as C
 from .row_sparse import RowSparse, words_per_row
 
 __all__ = ["col_norms", "wanda_mask", "masked_linear", "wanda_linear", "wanda_linear_compact",
+           "wanda_linear_centered", "prune_rows_centered",
            "prune_rows", "sparse_linear", "wanda_prune"]
 
 _ops = torch.ops.mumoe
@@ -96,6 +97,51 @@ def wanda_linear_compact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return y, RowSparse(bitmap, values, weight.shape[1])
 
 
+def wanda_linear_centered(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                          density: float | None = C.DEFAULT_DENSITY,
+                          attention_mask: torch.Tensor | None = None, *, mean_shift: float,
+                          pattern: str | None = None, keep_compact: bool = True
+                          ) -> tuple[torch.Tensor, RowSparse | None, torch.Tensor]:
+    """µ-MoE with ``mean_shift`` s (docs/mumoe_plus.md), fused: per prompt, μ = the column mean of
+    the tokens its attention mask keeps, each row keeps the k largest |W_ij|·‖x_j − s·μ_j‖ (norms
+    over those tokens), and y = x·Ŵᵀ + bias + offset with offset = (W − Ŵ)·(s·μ), the part of the
+    shifted mean the pruned weights would have carried. One selection per (prompt, row); the offset
+    is summed from each row while it is in cache (no extra pass over W).
+
+    Returns (y, rs, offset): rs the RowSparse of the selection (None unless keep_compact), offset
+    fp32 (d_out,) for 2-D x or (B, d_out) — decode adds bias + offset to rs's product. Each
+    prompt's results do not depend on the rest of its batch or its padding (bit for bit, CPU).
+    mean_shift=0 selects exactly like `wanda_linear_compact` (offset 0)."""
+    op = "wanda_linear_centered"
+    C.check_bias(bias, weight, op)
+    am, k, m = _centered_args(x, weight, density, attention_mask, mean_shift, pattern, op)
+    y, bitmap, values, offset = _ops.wanda_linear_centered(x, weight, bias, k, float(mean_shift), am,
+                                                           m, bool(keep_compact))
+    return y, (RowSparse(bitmap, values, weight.shape[1]) if keep_compact else None), offset
+
+
+def prune_rows_centered(x: torch.Tensor, weight: torch.Tensor, density: float | None = C.DEFAULT_DENSITY,
+                        attention_mask: torch.Tensor | None = None, *, mean_shift: float,
+                        pattern: str | None = None) -> tuple[RowSparse, torch.Tensor]:
+    """The selection of `wanda_linear_centered` alone, from the prompt's tokens x: (rs, offset)."""
+    op = "prune_rows_centered"
+    am, k, m = _centered_args(x, weight, density, attention_mask, mean_shift, pattern, op)
+    bitmap, values, offset = _ops.prune_rows_centered(x, weight, k, float(mean_shift), am, m)
+    return RowSparse(bitmap, values, weight.shape[1]), offset
+
+
+def _centered_args(x, weight, density, attention_mask, mean_shift, pattern, op):
+    C.check_activations(x, op)
+    C.check_weight(weight, x, op)
+    am = C.check_attention_mask(attention_mask, x, op)
+    k, m = C.keep_rule(weight.shape[1], density, pattern, op)
+    if isinstance(mean_shift, bool) or not isinstance(mean_shift, (int, float)):
+        raise TypeError(f"{op}: mean_shift must be a number in [0, 1], got {type(mean_shift).__name__}")
+    if not 0.0 <= mean_shift <= 1.0:  # also refuses NaN
+        raise ValueError(f"{op}: mean_shift must be in [0, 1], got {mean_shift}")
+    return am, k, m
+
+
 def prune_rows(weight: torch.Tensor, norms: torch.Tensor, density: float | None = None, *,
                pattern: str | None = None) -> RowSparse:
     """The Wanda selection of `weight` (optionally N:M, `pattern=`) in the compact RowSparse format
@@ -171,6 +217,25 @@ def _(x, weight, bias, k, attention_mask, m=0):
     return (x.new_empty((*x.shape[:-1], weight.shape[0])),
             weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32),
             weight.new_empty((*lead, k)))
+
+
+@torch.library.register_fake("mumoe::wanda_linear_centered")
+def _(x, weight, bias, k, mean_shift, attention_mask, m=0, keep_compact=True):
+    lead = (*x.shape[:-2], weight.shape[0])
+    if keep_compact:
+        bitmap = weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32)
+        values = weight.new_empty((*lead, k))
+    else:
+        bitmap, values = weight.new_empty((0,), dtype=torch.int32), weight.new_empty((0,))
+    return (x.new_empty((*x.shape[:-1], weight.shape[0])), bitmap, values,
+            x.new_empty(lead, dtype=torch.float32))
+
+
+@torch.library.register_fake("mumoe::prune_rows_centered")
+def _(x, weight, k, mean_shift, attention_mask, m=0):
+    lead = (*x.shape[:-2], weight.shape[0])
+    return (weight.new_empty((*lead, words_per_row(weight.shape[1])), dtype=torch.int32),
+            weight.new_empty((*lead, k)), x.new_empty(lead, dtype=torch.float32))
 
 
 @torch.library.register_fake("mumoe::wanda_linear")

@@ -179,3 +179,34 @@ def mean_shift_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if bias is not None:
         y = y + bias.float()
     return y.to(x.dtype), mask, c
+
+
+def wanda_linear_centered(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                          density: float | None = C.DEFAULT_DENSITY,
+                          attention_mask: torch.Tensor | None = None, *, mean_shift: float,
+                          pattern: str | None = None, keep_compact: bool = True):
+    """`mean_shift_linear` prompt by prompt: (y, RowSparse or None, offset fp32), the op's outputs."""
+    if pattern is not None:
+        raise NotImplementedError("reference.wanda_linear_centered: unstructured density only")
+    if x.dim() == 2:
+        y, mask, offset = mean_shift_linear(x, weight, bias, density, mean_shift, attention_mask)
+        masks = mask
+    else:
+        outs = [mean_shift_linear(x[b], weight, bias, density, mean_shift,
+                                  None if attention_mask is None else attention_mask[b])
+                for b in range(x.shape[0])]
+        y, masks, offset = (torch.stack(t) for t in zip(*outs))
+    if not keep_compact:
+        return y, None, offset
+    k = C.keep_rule(weight.shape[1], density, None, "wanda_linear_centered")[0]
+    values = weight.expand_as(masks)[masks].reshape(*masks.shape[:-1], k)
+    return y, RowSparse(pack_bitmap(masks), values, weight.shape[1]), offset
+
+
+def prune_rows_centered(x: torch.Tensor, weight: torch.Tensor, density: float | None = C.DEFAULT_DENSITY,
+                        attention_mask: torch.Tensor | None = None, *, mean_shift: float,
+                        pattern: str | None = None):
+    """(RowSparse, offset) of `wanda_linear_centered`'s selection."""
+    _, rs, offset = wanda_linear_centered(x, weight, None, density, attention_mask,
+                                          mean_shift=mean_shift, pattern=pattern)
+    return rs, offset

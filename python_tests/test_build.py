@@ -40,17 +40,18 @@ def test_cuda_ops_registered_when_built():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA"), f"{name} has no CUDA kernel"
     # The fused linears are composed from those on CUDA (csrc/wanda_linear.cpp): their CUDA entry is
     # the CompositeExplicitAutograd one, which only the computed dispatch table shows.
-    for op in ("wanda_linear", "wanda_linear_compact"):
+    for op in ("wanda_linear", "wanda_linear_compact", "wanda_linear_centered", "prune_rows_centered"):
         name = f"mumoe::{op}"
         assert torch._C._dispatch_has_computed_kernel_for_dispatch_key(name, "CUDA"), f"{name} has no CUDA kernel"
 
 
 def test_public_api():
     for name in ("col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear",
-                 "wanda_linear_compact", "prune_rows", "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa"):
+                 "wanda_linear_compact", "wanda_linear_centered", "prune_rows", "prune_rows_centered",
+                 "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa"):
         assert name in mumoe_ext.__all__ and getattr(mumoe_ext, name).__doc__, name
     for name in ("col_norms", "wanda_mask", "masked_linear", "wanda_linear", "wanda_linear_compact",
-                 "prune_rows", "sparse_linear"):
+                 "wanda_linear_centered", "prune_rows", "prune_rows_centered", "sparse_linear"):
         assert callable(getattr(reference, name)), name
 
 

@@ -10,7 +10,8 @@ from helpers_ops import DEVICES, assert_linear_close
 
 OPS = torch.ops.mumoe
 ALL_OPS = ["col_norms", "wanda_mask", "wanda_prune", "prune_rows", "masked_linear",
-           "sparse_linear", "wanda_linear", "wanda_linear_compact"]
+           "sparse_linear", "wanda_linear", "wanda_linear_compact", "wanda_linear_centered",
+           "prune_rows_centered"]
 
 
 def _samples(device):
@@ -37,7 +38,11 @@ def _samples(device):
                 ("sparse_linear", (x, bitmap, values, d_in, None)),
                 ("wanda_linear", (x, w, b, k, am)), ("wanda_linear", (x, w, None, k, None)),
                 ("wanda_linear_compact", (x, w, b, k, am)),
-                ("wanda_linear_compact", (x, w, None, k, None))]
+                ("wanda_linear_compact", (x, w, None, k, None)),
+                ("wanda_linear_centered", (x, w, b, k, 0.75, am)),
+                ("wanda_linear_centered", (x, w, None, k, 0.5, None, 0, False)),
+                ("prune_rows_centered", (x, w, k, 0.75, am)),
+                ("prune_rows_centered", (x, w, k, 1.0, None))]
     return out + _nm_samples(device)
 
 

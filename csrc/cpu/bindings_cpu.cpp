@@ -12,6 +12,7 @@
 #include "nm.h"
 #include "op_common.h"
 #include "cpu/buffer_pool.h"
+#include "cpu/col_stats.h"
 #include "cpu/dispatch.h"
 #include "cpu/parallel_rows.h"
 #include "cpu/row_selector.h"
@@ -30,39 +31,11 @@ at::Tensor col_norms_cpu(const at::Tensor& x_, const std::optional<at::Tensor>& 
   const at::Tensor x = x_.contiguous();
   const bool batched = x.dim() == 3;
   const int64_t B = batched ? x.size(0) : 1, T = x.size(-2), d = x.size(-1);
-  at::Tensor keep;
-  if (attention_mask) {
-    TORCH_CHECK_VALUE(attention_mask->sizes() == x.sizes().slice(0, x.dim() - 1),
-                      "col_norms: attention_mask must have shape ", x.sizes().slice(0, x.dim() - 1),
-                      ", got ", attention_mask->sizes());
-    keep = attention_mask->ne(0).to(at::kByte).contiguous();
-  }
+  const at::Tensor keep = keep_bytes(x, attention_mask, "col_norms");
   at::Tensor out = at::zeros({B, d}, x.options().dtype(at::kFloat));
-  const CpuKernels& K = kernels();
-  const DType dt = dtype_of(x);
-  const int64_t es = x.element_size();
-  constexpr int64_t kCols = 512;
-  const int64_t nblk = (d + kCols - 1) / kCols;
-  const uint8_t* kp = keep.defined() ? keep.const_data_ptr<uint8_t>() : nullptr;
-  float* op = out.mutable_data_ptr<float>();
-  const char* xp = bytes(x);
-  // Chunks of >= ~1M elements: a prompt's norms are far cheaper than waking a second thread.
-  const int64_t blocks_per_chunk = std::max<int64_t>(1, (int64_t(1) << 20) / std::max<int64_t>(1, T * kCols));
-  parallel_rows(B * nblk, blocks_per_chunk, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) {
-      const int64_t b = i / nblk, c0 = (i % nblk) * kCols;
-      K.col_sumsq(xp + es * (b * T * d + c0), dt, T, std::min(kCols, d - c0), d,
-                  kp ? kp + b * T : nullptr, op + b * d + c0);
-    }
-  });
-  // sqrt and the finiteness check in one plain loop: a few ATen ops here cost more than the
-  // norms of a short prompt (~0.1 ms of SmolLM2's ~1.7 ms per linear at T = 256).
-  bool finite = true;
-  for (int64_t i = 0, n = B * d; i < n; ++i) {
-    op[i] = std::sqrt(op[i]);
-    finite &= std::isfinite(op[i]);
-  }
-  TORCH_CHECK_VALUE(finite, "col_norms: x contains NaN or Inf (or values whose squares overflow float32)");
+  col_moments(x.reshape({B, T, d}), keep.defined() ? keep.const_data_ptr<uint8_t>() : nullptr,
+              nullptr, /*square=*/true, out.mutable_data_ptr<float>());
+  finish_norms(out.mutable_data_ptr<float>(), B * d, "col_norms");
   return batched ? out : out.squeeze(0);
 }
 

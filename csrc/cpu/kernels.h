@@ -26,9 +26,13 @@ constexpr int64_t kSmallT = 8;
 struct CpuKernels {
   const char* isa;
 
-  // out[j] += sum over tokens t (keep == nullptr or keep[t] != 0) of x[t*ld + j]^2, j < d.
+  // out[j] += sum over tokens t (keep == nullptr or keep[t] != 0) of (x[t*ld + j] - center[j])^2,
+  // j < d (center null: 0).
   void (*col_sumsq)(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-                    float* out);
+                    const float* center, float* out);
+  // out[j] += sum over the same tokens of x[t*ld + j].
+  void (*col_sum)(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+                  float* out);
 
   // keys[j] = bit pattern of |w[j]| * |norms[j]| in fp32 (non-negative, so bits order like values).
   void (*row_scores)(const void* w, DType dt, const float* norms, int64_t d, uint32_t* keys);
@@ -47,6 +51,13 @@ struct CpuKernels {
   // (k is passed to the compact-format kernels so vector code never touches the next row's values.)
   void (*emit_compact)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
                        int64_t k, uint32_t* bitmap, void* values);
+  // Sum over the columns a selected row does NOT keep of w[j] * v[j], in fp32 (the mean-shift
+  // compensation (W - W_kept) v of one row, while the row is still in L1).
+  float (*pruned_dot)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                      const float* v);
+  // emit_compact, returning pruned_dot(v) (fused on AVX-512: one pass over the keys).
+  float (*emit_compact_dot)(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                            int64_t k, uint32_t* bitmap, void* values, const float* v);
 
   // out[j] = mask[j] ? w[j] : 0 for one row.
   void (*apply_mask)(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out);

@@ -39,7 +39,14 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, i
       const RowThreshold th = sel.select(K, w, dt, np + (batched ? b * d : 0), k, next);
       if (out.mask) K.emit_mask(sel.keys(), d, th, out.mask + r * d);
       if (out.pruned) K.emit_pruned(w, dt, sel.keys(), d, th, out.pruned + es * r * d, out.streaming);
-      if (out.bitmap) K.emit_compact(w, dt, sel.keys(), d, th, k, out.bitmap + r * words, out.values + es * r * k);
+      const float* center = out.offset ? out.center + (batched ? b * d : 0) : nullptr;
+      if (out.bitmap && out.offset)
+        out.offset[r] = K.emit_compact_dot(w, dt, sel.keys(), d, th, k, out.bitmap + r * words,
+                                           out.values + es * r * k, center);
+      else if (out.bitmap)
+        K.emit_compact(w, dt, sel.keys(), d, th, k, out.bitmap + r * words, out.values + es * r * k);
+      else if (out.offset)
+        out.offset[r] = K.pruned_dot(w, dt, sel.keys(), d, th, center);
     }
   });
 }

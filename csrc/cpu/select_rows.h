@@ -16,6 +16,8 @@ struct RowOutputs {
   uint32_t* bitmap = nullptr;   // (rows, ceil(d/32)) words
   char* values = nullptr;       // (rows, k) weight dtype
   const char* op = "mumoe";     // the public op, for the error on a NaN/Inf weight
+  const float* center = nullptr;  // (d,) or (B, d) fp32, laid out like norms: with offset,
+  float* offset = nullptr;        // (rows,) fp32: sum over the pruned columns of w_j * center_j
 };
 
 // norms: (d,) or (B, d) fp32, contiguous; weight contiguous. Rows [row_begin, row_end) of the

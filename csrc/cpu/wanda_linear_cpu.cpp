@@ -21,6 +21,7 @@
 #include "op_calls.h"
 #include "op_common.h"
 #include "cpu/buffer_pool.h"
+#include "cpu/col_stats.h"
 #include "cpu/parallel_rows.h"
 #include "cpu/row_selector.h"
 #include "cpu/select_rows.h"
@@ -65,18 +66,21 @@ char* thread_buffer(int which, int64_t bytes) {
   return bufs[which].data();
 }
 
-// One prompt's compact selection: (d_out, words) bitmap and (d_out, k) values, or nulls when the
-// caller does not keep it.
-struct Compact {
+// One prompt's outputs besides y: its compact selection ((d_out, words) bitmap and (d_out, k)
+// values, or nulls when the caller does not keep it) and, for wanda_linear_centered, the offset
+// (d_out,) = (W - W_kept) center of its (d,) center (nulls otherwise), which y includes.
+struct PromptOut {
   uint32_t* bitmap = nullptr;
   char* values = nullptr;
   const char* op = "wanda_linear";  // names the public op in the NaN/Inf weight error
+  const float* center = nullptr;
+  float* offset = nullptr;
 };
 
 // T <= kSmallT: each row's compact selection goes to the output (or an L1 scratch row) and the row's
 // product with the T tokens is taken at once from it. Bias added in fp32, rounded once.
 at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
-                   int64_t m, const std::optional<at::Tensor>& bias, Compact c) {
+                   int64_t m, const std::optional<at::Tensor>& bias, PromptOut c) {
   const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
   const int64_t es = weight.element_size(), words = (d + 31) / 32;
   const CpuKernels& K = kernels();
@@ -99,18 +103,22 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
       const RowThreshold th = sel.select(K, w, dt, np, k, i + 1 < e ? w + es * d : nullptr);
       uint32_t* bits = c.bitmap ? c.bitmap + i * words : own_bitmap;
       char* vals = c.bitmap ? c.values + es * i * k : own_values;
-      K.emit_compact(w, dt, sel.keys(), d, th, k, bits, vals);
+      float add = bp ? bp[i] : 0.0f;
+      if (c.offset) add += c.offset[i] = K.emit_compact_dot(w, dt, sel.keys(), d, th, k, bits, vals, c.center);
+      else K.emit_compact(w, dt, sel.keys(), d, th, k, bits, vals);
       K.sparse_dot(xp, T, bits, vals, dt, d, k, acc);
-      for (int64_t t = 0; t < T; ++t) yp[t * d_out + i] = acc[t] + (bp ? bp[i] : 0.0f);
+      for (int64_t t = 0; t < T; ++t) yp[t * d_out + i] = acc[t] + add;
     }
   });
   return y.to(x.scalar_type());
 }
 
 // Larger T, while x stays cached: blocks of rows selected into an L2 buffer, each multiplied
-// by x as soon as it is written (the vendor GEMM, one thread per block).
+// by x as soon as it is written (the vendor GEMM, one thread per block). With an offset, the
+// block's bias + offset goes into its GEMM (one ATen add of an fp32 vector into a bf16 y cost
+// more than the offsets themselves: 2.7 ms at 256 x 5632).
 at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
-                   int64_t m, Compact c) {
+                   int64_t m, const std::optional<at::Tensor>& bias, PromptOut c) {
   const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
   const int64_t es = weight.element_size(), words = (d + 31) / 32, rows = block_rows(d_out, d, es);
   const int64_t blocks = (d_out + rows - 1) / rows;
@@ -131,11 +139,23 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
         const char* w = wp + es * r * d;
         const RowThreshold th = sel.select(K, w, dt, np, k, i + 1 < n ? w + es * d : nullptr);
         K.emit_pruned(w, dt, sel.keys(), d, th, buf + es * i * d, /*streaming=*/false);
-        if (c.bitmap) K.emit_compact(w, dt, sel.keys(), d, th, k, c.bitmap + r * words, c.values + es * r * k);
+        if (c.bitmap && c.offset)
+          c.offset[r] = K.emit_compact_dot(w, dt, sel.keys(), d, th, k, c.bitmap + r * words,
+                                           c.values + es * r * k, c.center);
+        else if (c.bitmap)
+          K.emit_compact(w, dt, sel.keys(), d, th, k, c.bitmap + r * words, c.values + es * r * k);
+        else if (c.offset)
+          c.offset[r] = K.pruned_dot(w, dt, sel.keys(), d, th, c.center);
       }
       const at::Tensor block = at::from_blob(buf, {n, d}, weight.options());
       at::Tensor out = y.narrow(1, r0, n);
-      at::mm_out(out, x, block.t());
+      if (c.offset) {
+        at::Tensor add = at::from_blob(c.offset + r0, {n}, x.options().dtype(at::kFloat));
+        if (bias) add = add + bias->narrow(0, r0, n);
+        at::addmm_out(out, add.to(x.scalar_type()), x, block.t());
+      } else {
+        at::mm_out(out, x, block.t());
+      }
     }
   });
   return y;
@@ -143,19 +163,27 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 
 // Long prompts: the GEMM dwarfs the selection, and one full-size GEMM reads x only once.
 at::Tensor composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
-                     int64_t k, int64_t m, Compact c) {
+                     int64_t k, int64_t m, PromptOut c) {
   at::Tensor pruned = pooled_empty(weight.sizes(), weight.options());
   select_rows(weight, norms, k, {.pruned = static_cast<char*>(pruned.mutable_data_ptr()),
-                                 .bitmap = c.bitmap, .values = c.values, .op = c.op}, m);
+                                 .bitmap = c.bitmap, .values = c.values, .op = c.op,
+                                 .center = c.center, .offset = c.offset}, m);
   return at::linear(x, pruned);
 }
 
-// One prompt's tokens (T, d) -> (T, d_out), bias included.
+// One prompt's tokens (T, d) -> (T, d_out), bias (and offset) included.
 at::Tensor prompt_product(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
-                          int64_t k, int64_t m, const std::optional<at::Tensor>& bias, Compact c) {
+                          int64_t k, int64_t m, const std::optional<at::Tensor>& bias, PromptOut c) {
   if (x.size(0) <= kSmallT) return small_t(x, weight, norms, k, m, bias, c);
-  at::Tensor y = use_blocked(x) ? blocked(x, weight, norms, k, m, c)
-                                : composite(x, weight, norms, k, m, c);
+  if (use_blocked(x)) {
+    at::Tensor y = blocked(x, weight, norms, k, m, bias, c);
+    return bias && !c.offset ? y.add_(*bias) : y;
+  }
+  at::Tensor y = composite(x, weight, norms, k, m, c);
+  if (c.offset) {  // bias + offset rounded to y's dtype once (an fp32 add into y is slow)
+    const at::Tensor off = at::from_blob(c.offset, {weight.size(0)}, x.options().dtype(at::kFloat));
+    return y.add_((bias ? off + *bias : off).to(x.scalar_type()));
+  }
   return bias ? y.add_(*bias) : y;
 }
 
@@ -185,17 +213,25 @@ std::vector<Span> token_spans(const std::optional<at::Tensor>& attention_mask, i
   return spans;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
-    const at::Tensor& x_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t k,
-    int64_t m, const std::optional<at::Tensor>& attention_mask, bool keep_compact) {
-  check_wanda_linear_args(x_, weight_, bias, k);
-  const char* op = keep_compact ? "wanda_linear_compact" : "wanda_linear";
-  const at::Tensor norms_ = call_col_norms(x_, attention_mask);  // raises on NaN/Inf
+// mean_shift: wanda_linear_centered (norms of x - center, offset returned), else wanda_linear(_compact).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_impl(
+    const at::Tensor& x_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias_, int64_t k,
+    int64_t m, const std::optional<at::Tensor>& attention_mask, bool keep_compact, const char* op,
+    std::optional<double> mean_shift = std::nullopt) {
+  const std::optional<at::Tensor> bias =
+      bias_ ? std::optional<at::Tensor>(bias_->contiguous()) : std::nullopt;
   const at::Tensor x = x_.dim() == 3 ? x_.contiguous() : x_.contiguous().unsqueeze(0);
+  at::Tensor norms, center, offset;
+  if (mean_shift) {
+    std::tie(norms, center) = centered_col_norms(x, keep_bytes(x_, attention_mask, op), *mean_shift, op);
+  } else {
+    const at::Tensor norms_ = call_col_norms(x_, attention_mask);  // raises on NaN/Inf
+    norms = (norms_.dim() == 1 ? norms_.unsqueeze(0) : norms_).contiguous();
+  }
   const at::Tensor weight = weight_.contiguous();
-  const at::Tensor norms = (norms_.dim() == 1 ? norms_.unsqueeze(0) : norms_).contiguous();
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), d_out = weight.size(0);
   const int64_t es = weight.element_size(), words = (d + 31) / 32;
+  if (mean_shift) offset = at::empty({B, d_out}, x.options().dtype(at::kFloat));
   const std::vector<Span> spans = token_spans(attention_mask, B, T);
   const bool padded = std::any_of(spans.begin(), spans.end(),
                                   [&](const Span& s) { return s.begin != 0 || s.end != T; });
@@ -206,39 +242,50 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_impl(
     bitmap = pooled_empty({B, d_out, words}, weight.options().dtype(at::kInt));
     values = pooled_empty({B, d_out, k}, weight.options());
   }
+  auto outputs = [&](int64_t b) {
+    PromptOut c{.op = op};
+    if (compact) {
+      c.bitmap = reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()) + b * d_out * words;
+      c.values = static_cast<char*>(values.mutable_data_ptr()) + es * b * d_out * k;
+    }
+    if (mean_shift) {
+      c.center = center.const_data_ptr<float>() + b * d;
+      c.offset = offset.mutable_data_ptr<float>() + b * d_out;
+    }
+    return c;
+  };
   at::Tensor y;
   if (B == 1 && !padded) {
-    const Compact c = compact ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
-                                        static_cast<char*>(values.mutable_data_ptr()), op}
-                              : Compact{nullptr, nullptr, op};
-    y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, m, bias, c).unsqueeze(0);
+    y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, m, bias, outputs(0)).unsqueeze(0);
   } else {
     y = at::empty({B, T, d_out}, x.options());
     for (int64_t b = 0; b < B; ++b) {
-      const Compact c = compact
-                            ? Compact{reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()) + b * d_out * words,
-                                      static_cast<char*>(values.mutable_data_ptr()) + es * b * d_out * k, op}
-                            : Compact{nullptr, nullptr, op};
       const Span sp = spans[b];
       const at::Tensor xb = x.select(0, b);
       // A fresh copy: the prompt's tokens then sit exactly as they would alone (the vendor GEMM
       // may round differently for another alignment).
       const at::Tensor tokens = xb.narrow(0, sp.begin, sp.end - sp.begin).clone();
       y.select(0, b).narrow(0, sp.begin, sp.end - sp.begin)
-          .copy_(prompt_product(tokens, weight, norms.select(0, b), k, m, bias, c));
+          .copy_(prompt_product(tokens, weight, norms.select(0, b), k, m, bias, outputs(b)));
+      std::optional<at::Tensor> pad_bias = bias;
+      if (mean_shift) {
+        const at::Tensor off = offset.select(0, b);
+        pad_bias = (bias ? off + *bias : off).to(x.scalar_type());
+      }
       for (const Span pad : {Span{0, sp.begin}, Span{sp.end, T}}) {
         if (pad.end <= pad.begin) continue;
         y.select(0, b).narrow(0, pad.begin, pad.end - pad.begin)
             .copy_(call_sparse_linear(xb.narrow(0, pad.begin, pad.end - pad.begin),
-                                      bitmap.select(0, b), values.select(0, b), d, bias));
+                                      bitmap.select(0, b), values.select(0, b), d, pad_bias));
       }
     }
   }
   if (x_.dim() == 2) {
     y = y.squeeze(0);
     if (compact) bitmap = bitmap.squeeze(0), values = values.squeeze(0);
+    if (mean_shift) offset = offset.squeeze(0);
   }
-  return {y, bitmap, values};
+  return {y, bitmap, values, offset};
 }
 
 at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
@@ -250,7 +297,8 @@ at::Tensor wanda_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
     call_col_norms(x, attention_mask);
     return at::linear(x, weight, bias);
   }
-  return std::get<0>(linear_impl(x, weight, bias, k, m, attention_mask, /*keep_compact=*/false));
+  return std::get<0>(linear_impl(x, weight, bias, k, m, attention_mask, /*keep_compact=*/false,
+                                 "wanda_linear"));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
@@ -262,7 +310,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
     auto [bitmap, values] = call_prune_rows(weight, call_col_norms(x, attention_mask), k);
     return {at::linear(x, weight, bias), bitmap, values};
   }
-  return linear_impl(x, weight, bias, k, m, attention_mask, /*keep_compact=*/true);
+  auto [y, bitmap, values, offset] = linear_impl(x, weight, bias, k, m, attention_mask,
+                                                 /*keep_compact=*/true, "wanda_linear_compact");
+  return {y, bitmap, values};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> wanda_linear_centered_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t k,
+    double mean_shift, const std::optional<at::Tensor>& attention_mask, int64_t m, bool keep_compact) {
+  check_wanda_linear_centered_args(x, weight, bias, k, mean_shift, m);
+  auto [y, bitmap, values, offset] = linear_impl(x, weight, bias, k, m, attention_mask, keep_compact,
+                                                 "wanda_linear_centered", mean_shift);
+  if (!keep_compact) bitmap = at::Tensor(), values = at::Tensor();
+  return {y, bitmap.defined() ? bitmap : empty_compact(weight, at::kInt),
+          values.defined() ? values : empty_compact(weight, weight.scalar_type()), offset};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> prune_rows_centered_cpu(
+    const at::Tensor& x_, const at::Tensor& weight_, int64_t k, double mean_shift,
+    const std::optional<at::Tensor>& attention_mask, int64_t m) {
+  const char* op = "prune_rows_centered";
+  check_wanda_linear_centered_args(x_, weight_, std::nullopt, k, mean_shift, m);
+  check_group(op, weight_.size(1), k, m);
+  const at::Tensor x = x_.dim() == 3 ? x_.contiguous() : x_.contiguous().unsqueeze(0);
+  const at::Tensor weight = weight_.contiguous();
+  auto [norms, center] = centered_col_norms(x, keep_bytes(x_, attention_mask, op), mean_shift, op);
+  const int64_t B = x.size(0), d_out = weight.size(0), words = (weight.size(1) + 31) / 32;
+  at::Tensor bitmap = pooled_empty({B, d_out, words}, weight.options().dtype(at::kInt));
+  at::Tensor values = pooled_empty({B, d_out, k}, weight.options());
+  at::Tensor offset = at::empty({B, d_out}, x.options().dtype(at::kFloat));
+  select_rows(weight, norms, k,
+              {.bitmap = reinterpret_cast<uint32_t*>(bitmap.mutable_data_ptr<int32_t>()),
+               .values = static_cast<char*>(values.mutable_data_ptr()), .op = op,
+               .center = center.const_data_ptr<float>(), .offset = offset.mutable_data_ptr<float>()},
+              m);
+  if (x_.dim() == 2) return {bitmap.squeeze(0), values.squeeze(0), offset.squeeze(0)};
+  return {bitmap, values, offset};
 }
 
 }  // namespace
@@ -270,6 +353,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wanda_linear_compact_cpu(
 TORCH_LIBRARY_IMPL(mumoe, CPU, m) {
   m.impl("wanda_linear", &wanda_linear_cpu);
   m.impl("wanda_linear_compact", &wanda_linear_compact_cpu);
+  m.impl("wanda_linear_centered", &wanda_linear_centered_cpu);
+  m.impl("prune_rows_centered", &prune_rows_centered_cpu);
 }
 
 }  // namespace mumoe::cpu

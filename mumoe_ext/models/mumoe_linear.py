@@ -13,11 +13,10 @@ Variants override `select` (how a prompt's mask is chosen and applied); the phas
 
 ``mean_shift`` s (0 = the paper's µ-MoE; docs/mumoe_plus.md): the score uses the norms of the
 prompt's activations with s times their column mean μ taken out, ‖x_j − s·μ_j‖, and each row is
-compensated for the mean its pruned weights would have seen: y = Ŵx + b + s·(W − Ŵ)μ. It runs as
-the same fused op on x − s·μ with the bias b + s·Wμ (the two are equal), so the selection is
-µ-MoE's; per prompt it adds the column mean, the GEMV s·Wμ and, at a prefill, the sparse GEMV
-Ŵ(s·μ) (an extra masked token through the fused op was slower: padding takes the op's slower path);
-decode adds the kept vector s·(W − Ŵ)μ through the op's bias.
+compensated for the mean its pruned weights would have seen: y = Ŵx + b + s·(W − Ŵ)μ. One fused op
+(`wanda_linear_centered`) computes μ and the centred norms in two passes over the prompt's tokens
+and sums each row's s·(W − Ŵ)μ while the row is in cache for its selection; decode adds the kept
+vector b + s·(W − Ŵ)μ through the op's bias.
 """
 from __future__ import annotations
 
@@ -84,26 +83,17 @@ class MuMoELinear(nn.Linear):
                                   pattern=self.pattern), None
 
     def _forward_shifted(self, x: torch.Tensor, attention_mask: torch.Tensor | None):
-        shift = (self.mean_shift * prompt_mean(x, attention_mask)).to(x.dtype)  # (d,) or (B, d)
-        # s·Wμ (torch.mv: about 1.7x faster than F.linear for one vector on the CPU)
-        w_shift = torch.mv(self.weight, shift) if shift.dim() == 1 else F.linear(shift, self.weight)
-        lead = (slice(None), None) if x.dim() == 3 else ()  # (B, d) -> (B, 1, d) over the tokens
-        xs = x - shift[lead]
         keep = self.context.phase == PREFILL
-        if x.dim() == 2:  # one prompt: the whole compensation rides in the op's bias
-            bias = w_shift if self.bias is None else self.bias + w_shift
-            y, rs = self.select(xs, attention_mask, keep, bias=bias)
-        else:
-            y, rs = self.select(xs, attention_mask, keep)
-            y = y + w_shift[lead]
+        density = None if self.pattern else self.density
+        y, rs, offset = op("wanda_linear_centered")(x, self.weight, self.bias, density, attention_mask,
+                                                    mean_shift=self.mean_shift, pattern=self.pattern,
+                                                    keep_compact=keep)
         if keep:
-            # decode multiplies the unshifted x: its bias carries s·(W − Ŵ)μ = s·Wμ − Ŵ(s·μ)
-            c = w_shift - torch.ops.mumoe.sparse_linear(shift.unsqueeze(-2), rs.bitmap, rs.values,
-                                                         rs.d_in, None).squeeze(-2)
+            # decode multiplies x by rs: its bias carries bias + s·(W − Ŵ)μ
+            add = (offset if self.bias is None else offset + self.bias).to(x.dtype)
             session = self.context.session
             session.weights[self] = rs
-            session.biases[self] = (c if self.bias is None else self.bias + c) if x.dim() == 2 \
-                else c.unsqueeze(-2)
+            session.biases[self] = add if x.dim() == 2 else add.unsqueeze(-2)
         return y
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +111,7 @@ class MuMoELinear(nn.Linear):
             return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, self.bias)
         if shifted.dim() == 1:  # one prompt: bias + s·(W − Ŵ)μ as the op's bias
             return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, shifted)
-        return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, self.bias) + shifted
+        return torch.ops.mumoe.sparse_linear(x, rs.bitmap, rs.values, rs.d_in, None) + shifted
 
 
 def prompt_mean(x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

@@ -5,18 +5,28 @@
 namespace mumoe::cpu::avx2 {
 namespace {
 
-template <DType DT>
-void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep, float* out) {
+// kSquare: out[j] += sum of (x - center[j])^2 (center null: 0); else out[j] += sum of x.
+template <DType DT, bool kSquare>
+void moments_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+                const float* center, float* out) {
   const int64_t es = dtype_size(DT);
   int64_t j0 = 0;
   for (; j0 + 32 <= d; j0 += 32) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (center)
+      for (int u = 0; u < 4; ++u) c[u] = _mm256_loadu_ps(center + j0 + 8 * u);
     for (int64_t t = 0; t < T; ++t) {
       if (keep && !keep[t]) continue;
       const void* row = static_cast<const char*>(x) + es * ld * t;
       for (int u = 0; u < 4; ++u) {
         const __m256 v = load8<DT>(row, j0 + 8 * u);
-        acc[u] = _mm256_fmadd_ps(v, v, acc[u]);
+        if constexpr (kSquare) {
+          const __m256 dv = _mm256_sub_ps(v, c[u]);
+          acc[u] = _mm256_fmadd_ps(dv, dv, acc[u]);
+        } else {
+          acc[u] = _mm256_add_ps(acc[u], v);
+        }
       }
     }
     for (int u = 0; u < 4; ++u) {
@@ -28,8 +38,8 @@ void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* ke
     if (keep && !keep[t]) continue;
     const void* row = static_cast<const char*>(x) + es * ld * t;
     for (int64_t j = j0; j < d; ++j) {
-      const float v = load_as_float(row, DT, j);
-      out[j] += v * v;
+      const float v = load_as_float(row, DT, j) - (kSquare && center ? center[j] : 0.0f);
+      out[j] += kSquare ? v * v : v;
     }
   }
 }
@@ -133,11 +143,20 @@ void dot_any_t(const float* x, int64_t T, int64_t d, float* out, Weights w) {
 }  // namespace
 
 void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-               float* out) {
+               const float* center, float* out) {
   switch (dt) {
-    case DType::f32: return sumsq_of<DType::f32>(x, T, d, ld, keep, out);
-    case DType::f16: return sumsq_of<DType::f16>(x, T, d, ld, keep, out);
-    default: return sumsq_of<DType::bf16>(x, T, d, ld, keep, out);
+    case DType::f32: return moments_of<DType::f32, true>(x, T, d, ld, keep, center, out);
+    case DType::f16: return moments_of<DType::f16, true>(x, T, d, ld, keep, center, out);
+    default: return moments_of<DType::bf16, true>(x, T, d, ld, keep, center, out);
+  }
+}
+
+void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+             float* out) {
+  switch (dt) {
+    case DType::f32: return moments_of<DType::f32, false>(x, T, d, ld, keep, nullptr, out);
+    case DType::f16: return moments_of<DType::f16, false>(x, T, d, ld, keep, nullptr, out);
+    default: return moments_of<DType::bf16, false>(x, T, d, ld, keep, nullptr, out);
   }
 }
 

@@ -141,4 +141,45 @@ void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowT
   }
 }
 
+namespace {
+// Four accumulators: one would serialise the row on the FMA latency.
+template <DType DT>
+float pruned_dot_of(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, const float* v) {
+  Keeper keep(th);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  int64_t j = 0;
+  for (; j + 32 <= d; j += 32)
+    for (int u = 0; u < 4; ++u) {
+      const int64_t c = j + 8 * u;
+      const __m256 drop = _mm256_castsi256_ps(lanes_of(~keep.next8(keys + c) & 0xffu));
+      acc[u] = _mm256_fmadd_ps(_mm256_and_ps(load8<DT>(w, c), drop), _mm256_loadu_ps(v + c), acc[u]);
+    }
+  for (; j + 8 <= d; j += 8) {
+    const __m256 drop = _mm256_castsi256_ps(lanes_of(~keep.next8(keys + j) & 0xffu));
+    acc[0] = _mm256_fmadd_ps(_mm256_and_ps(load8<DT>(w, j), drop), _mm256_loadu_ps(v + j), acc[0]);
+  }
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (; j < d; ++j)
+    if (!keep.next1(keys[j])) sum += load_as_float(w, DT, j) * v[j];
+  return sum;
+}
+}  // namespace
+
+float pruned_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                 const float* v) {
+  switch (dt) {
+    case DType::f32: return pruned_dot_of<DType::f32>(w, keys, d, th, v);
+    case DType::f16: return pruned_dot_of<DType::f16>(w, keys, d, th, v);
+    default: return pruned_dot_of<DType::bf16>(w, keys, d, th, v);
+  }
+}
+
+float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                       int64_t k, uint32_t* bitmap, void* values, const float* v) {
+  emit_compact(w, dt, keys, d, th, k, bitmap, values);
+  return pruned_dot(w, dt, keys, d, th, v);
+}
+
 }  // namespace mumoe::cpu::avx2

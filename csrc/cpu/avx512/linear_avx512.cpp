@@ -6,18 +6,28 @@ namespace mumoe::cpu::avx512 {
 
 namespace {
 
-template <DType DT>
-void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep, float* out) {
+// kSquare: out[j] += sum of (x - center[j])^2 (center null: 0); else out[j] += sum of x.
+template <DType DT, bool kSquare>
+void moments_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+                const float* center, float* out) {
   const int64_t es = dtype_size(DT);
   for (int64_t j0 = 0; j0 < d; j0 += 64) {
     const __mmask16 m[4] = {lanes(d - j0), lanes(d - j0 - 16), lanes(d - j0 - 32), lanes(d - j0 - 48)};
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    if (center)
+      for (int u = 0; u < 4; ++u) c[u] = _mm512_maskz_loadu_ps(m[u], center + j0 + 16 * u);
     for (int64_t t = 0; t < T; ++t) {
       if (keep && !keep[t]) continue;
       const void* row = static_cast<const char*>(x) + es * ld * t;
       for (int u = 0; u < 4; ++u) {
         const __m512 v = load16<DT>(row, j0 + 16 * u, m[u]);
-        acc[u] = _mm512_fmadd_ps(v, v, acc[u]);
+        if constexpr (kSquare) {
+          const __m512 dv = _mm512_sub_ps(v, c[u]);
+          acc[u] = _mm512_fmadd_ps(dv, dv, acc[u]);
+        } else {
+          acc[u] = _mm512_add_ps(acc[u], v);
+        }
       }
     }
     for (int u = 0; u < 4; ++u) {
@@ -137,11 +147,20 @@ void sparse_dot_t(const float* x, int64_t T, const uint32_t* bitmap, const void*
 }  // namespace
 
 void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-               float* out) {
+               const float* center, float* out) {
   switch (dt) {
-    case DType::f32: return sumsq_of<DType::f32>(x, T, d, ld, keep, out);
-    case DType::f16: return sumsq_of<DType::f16>(x, T, d, ld, keep, out);
-    default: return sumsq_of<DType::bf16>(x, T, d, ld, keep, out);
+    case DType::f32: return moments_of<DType::f32, true>(x, T, d, ld, keep, center, out);
+    case DType::f16: return moments_of<DType::f16, true>(x, T, d, ld, keep, center, out);
+    default: return moments_of<DType::bf16, true>(x, T, d, ld, keep, center, out);
+  }
+}
+
+void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+             float* out) {
+  switch (dt) {
+    case DType::f32: return moments_of<DType::f32, false>(x, T, d, ld, keep, nullptr, out);
+    case DType::f16: return moments_of<DType::f16, false>(x, T, d, ld, keep, nullptr, out);
+    default: return moments_of<DType::bf16, false>(x, T, d, ld, keep, nullptr, out);
   }
 }
 

@@ -162,9 +162,14 @@ void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowTh
   }
 }
 
-void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                  int64_t k, uint32_t* bitmap, void* values) {
+namespace {
+// emit_compact, and with kDot the pruned_dot of v in the same pass over the keys (two
+// accumulators, alternating by chunk).
+template <bool kDot>
+float compact_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                  int64_t k, uint32_t* bitmap, void* values, const float* v) {
   Keeper keep(th);
+  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   int64_t n = 0;  // full 16-lane stores while they stay inside the row's k values
   for (int64_t j = 0; j < d; j += 16) {
     const __mmask16 valid = lanes(d - j);
@@ -173,6 +178,11 @@ void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowT
       bitmap[j >> 5] = m;
     else
       bitmap[j >> 5] |= uint32_t(m) << 16;
+    if constexpr (kDot) {
+      const __mmask16 drop = valid & ~m;
+      acc[(j >> 4) & 1] = _mm512_fmadd_ps(load16(w, dt, j, drop), _mm512_maskz_loadu_ps(drop, v + j),
+                                          acc[(j >> 4) & 1]);
+    }
     if (!m) continue;
     const int c = __builtin_popcount(m);
     if (dt == DType::f32) {
@@ -190,6 +200,44 @@ void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowT
       else _mm256_mask_storeu_epi16(dst, lanes(c), _mm512_cvtepi32_epi16(packed));
     }
     n += c;
+  }
+  return kDot ? _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) : 0.0f;
+}
+}  // namespace
+
+void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                  int64_t k, uint32_t* bitmap, void* values) {
+  compact_row<false>(w, dt, keys, d, th, k, bitmap, values, nullptr);
+}
+
+float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                       int64_t k, uint32_t* bitmap, void* values, const float* v) {
+  return compact_row<true>(w, dt, keys, d, th, k, bitmap, values, v);
+}
+
+namespace {
+// Two accumulators alternating by chunk, as compact_row sums them: the plain phase
+// (pruned_dot) and the prefill (emit_compact_dot) give the same offsets bit for bit.
+template <DType DT>
+float pruned_dot_of(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, const float* v) {
+  Keeper keep(th);
+  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t j = 0; j < d; j += 16) {
+    const __mmask16 valid = lanes(d - j);
+    const __mmask16 drop = valid & ~keep.next(keys + j, valid);
+    acc[(j >> 4) & 1] = _mm512_fmadd_ps(load16<DT>(w, j, drop), _mm512_maskz_loadu_ps(drop, v + j),
+                                        acc[(j >> 4) & 1]);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+}  // namespace
+
+float pruned_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                 const float* v) {
+  switch (dt) {
+    case DType::f32: return pruned_dot_of<DType::f32>(w, keys, d, th, v);
+    case DType::f16: return pruned_dot_of<DType::f16>(w, keys, d, th, v);
+    default: return pruned_dot_of<DType::bf16>(w, keys, d, th, v);
   }
 }
 

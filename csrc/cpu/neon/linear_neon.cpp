@@ -5,18 +5,28 @@
 namespace mumoe::cpu::neon {
 namespace {
 
-template <DType DT>
-void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep, float* out) {
+// kSquare: out[j] += sum of (x - center[j])^2 (center null: 0); else out[j] += sum of x.
+template <DType DT, bool kSquare>
+void moments_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+                const float* center, float* out) {
   const int64_t es = dtype_size(DT);
   int64_t j0 = 0;
   for (; j0 + 16 <= d; j0 += 16) {
     float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float32x4_t c[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    if (center)
+      for (int u = 0; u < 4; ++u) c[u] = vld1q_f32(center + j0 + 4 * u);
     for (int64_t t = 0; t < T; ++t) {
       if (keep && !keep[t]) continue;
       const void* row = static_cast<const char*>(x) + es * ld * t;
       for (int u = 0; u < 4; ++u) {
         const float32x4_t v = load4<DT>(row, j0 + 4 * u);
-        acc[u] = vfmaq_f32(acc[u], v, v);
+        if constexpr (kSquare) {
+          const float32x4_t dv = vsubq_f32(v, c[u]);
+          acc[u] = vfmaq_f32(acc[u], dv, dv);
+        } else {
+          acc[u] = vaddq_f32(acc[u], v);
+        }
       }
     }
     for (int u = 0; u < 4; ++u) vst1q_f32(out + j0 + 4 * u, vaddq_f32(vld1q_f32(out + j0 + 4 * u), acc[u]));
@@ -25,8 +35,8 @@ void sumsq_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* ke
     if (keep && !keep[t]) continue;
     const void* row = static_cast<const char*>(x) + es * ld * t;
     for (int64_t j = j0; j < d; ++j) {
-      const float v = load_as_float(row, DT, j);
-      out[j] += v * v;
+      const float v = load_as_float(row, DT, j) - (kSquare && center ? center[j] : 0.0f);
+      out[j] += kSquare ? v * v : v;
     }
   }
 }
@@ -136,11 +146,20 @@ void dot_any_t(const float* x, int64_t T, int64_t d, float* out, Weights w) {
 }  // namespace
 
 void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-               float* out) {
+               const float* center, float* out) {
   switch (dt) {
-    case DType::f32: return sumsq_of<DType::f32>(x, T, d, ld, keep, out);
-    case DType::f16: return sumsq_of<DType::f16>(x, T, d, ld, keep, out);
-    default: return sumsq_of<DType::bf16>(x, T, d, ld, keep, out);
+    case DType::f32: return moments_of<DType::f32, true>(x, T, d, ld, keep, center, out);
+    case DType::f16: return moments_of<DType::f16, true>(x, T, d, ld, keep, center, out);
+    default: return moments_of<DType::bf16, true>(x, T, d, ld, keep, center, out);
+  }
+}
+
+void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+             float* out) {
+  switch (dt) {
+    case DType::f32: return moments_of<DType::f32, false>(x, T, d, ld, keep, nullptr, out);
+    case DType::f16: return moments_of<DType::f16, false>(x, T, d, ld, keep, nullptr, out);
+    default: return moments_of<DType::bf16, false>(x, T, d, ld, keep, nullptr, out);
   }
 }
 

@@ -136,4 +136,38 @@ void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowT
   }
 }
 
+namespace {
+template <DType DT>
+float pruned_dot_of(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, const float* v) {
+  Keeper keep(th);
+  float32x4_t acc = vdupq_n_f32(0);
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    const uint32_t drop = ~keep.next4(keys + j) & 0xfu;
+    if (!drop) continue;
+    const float32x4_t wv = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(load4<DT>(w, j)), lanes_of(drop)));
+    acc = vfmaq_f32(acc, wv, vld1q_f32(v + j));
+  }
+  float sum = vaddvq_f32(acc);
+  for (; j < d; ++j)
+    if (!keep.next1(keys[j])) sum += load_as_float(w, DT, j) * v[j];
+  return sum;
+}
+}  // namespace
+
+float pruned_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                 const float* v) {
+  switch (dt) {
+    case DType::f32: return pruned_dot_of<DType::f32>(w, keys, d, th, v);
+    case DType::f16: return pruned_dot_of<DType::f16>(w, keys, d, th, v);
+    default: return pruned_dot_of<DType::bf16>(w, keys, d, th, v);
+  }
+}
+
+float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                       int64_t k, uint32_t* bitmap, void* values, const float* v) {
+  emit_compact(w, dt, keys, d, th, k, bitmap, values);
+  return pruned_dot(w, dt, keys, d, th, v);
+}
+
 }  // namespace mumoe::cpu::neon

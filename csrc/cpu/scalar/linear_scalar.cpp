@@ -4,15 +4,25 @@
 namespace mumoe::cpu::scalar {
 
 void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-               float* out) {
+               const float* center, float* out) {
   const int64_t es = dtype_size(dt);
   for (int64_t t = 0; t < T; ++t) {
     if (keep && !keep[t]) continue;
     const void* row = static_cast<const char*>(x) + es * ld * t;
     for (int64_t j = 0; j < d; ++j) {
-      const float v = load_as_float(row, dt, j);
+      const float v = load_as_float(row, dt, j) - (center ? center[j] : 0.0f);
       out[j] += v * v;
     }
+  }
+}
+
+void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
+             float* out) {
+  const int64_t es = dtype_size(dt);
+  for (int64_t t = 0; t < T; ++t) {
+    if (keep && !keep[t]) continue;
+    const void* row = static_cast<const char*>(x) + es * ld * t;
+    for (int64_t j = 0; j < d; ++j) out[j] += load_as_float(row, dt, j);
   }
 }
 

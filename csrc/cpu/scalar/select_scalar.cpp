@@ -45,4 +45,19 @@ void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowT
   }
 }
 
+float pruned_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                 const float* v) {
+  KeepCursor cur{th.tau, th.ties_kept};
+  float sum = 0.0f;
+  for (int64_t j = 0; j < d; ++j)
+    if (!cur.next(keys[j])) sum += load_as_float(w, dt, j) * v[j];
+  return sum;
+}
+
+float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                       int64_t k, uint32_t* bitmap, void* values, const float* v) {
+  emit_compact(w, dt, keys, d, th, k, bitmap, values);
+  return pruned_dot(w, dt, keys, d, th, v);
+}
+
 }  // namespace mumoe::cpu::scalar

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/scalar_helpers.h"
 
 using namespace mumoe::cpu;
 
@@ -108,6 +109,24 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
     std::vector<uint8_t> dense(es * d, 0x55);
     K.expand_compact(bm_s.data(), vals_s.data(), dt, d, k, dense.data());
     if (dense != pruned_s) fail("expand_compact", int(dt), d, kind);
+    // pruned_dot: the dropped columns' w * v, against the scalar kernel and against the mask.
+    std::vector<float> v(d);
+    for (float& c : v) c = frand() - 0.5f;
+    float want = 0.0f, scale = 1.0f;
+    for (int64_t j = 0; j < d; ++j) {
+      const float wj = load_as_float(w.data(), dt, j);
+      if (!mask_s[j]) want += wj * v[j];
+      scale += std::fabs(wj * v[j]);
+    }
+    const float got = K.pruned_dot(w.data(), dt, keys.data(), d, th, v.data());
+    const float got_s = S.pruned_dot(w.data(), dt, keys.data(), d, ts, v.data());
+    if (std::fabs(got - got_s) > 1e-5f * scale || std::fabs(got_s - want) > 1e-5f * scale)
+      fail("pruned_dot", int(dt), d, kind);
+    std::vector<uint32_t> bm2(words + 4, 0xdeadbeef);
+    std::vector<uint8_t> vals2(es * (k + 8), 0xab);
+    const float fused = K.emit_compact_dot(w.data(), dt, keys.data(), d, th, k, bm2.data(), vals2.data(), v.data());
+    if (bm2 != bm_s || vals2 != vals_s || std::fabs(fused - want) > 1e-5f * scale)
+      fail("emit_compact_dot", int(dt), d, kind);
     for (int64_t T = 1; T <= 8; ++T) {
       std::vector<float> x(T * d), out(T), out_s(T), out2(T);
       for (float& v : x) {  // tokens have the weights' dtype (sparse_linear requires it)
@@ -140,11 +159,20 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
   std::vector<uint8_t> xs(es * T * d);
   for (int64_t t = 0; t < T; ++t) std::memcpy(&xs[es * t * d], w.data(), es * d);
   const uint8_t keep[T] = {1, 0, 1, 1, 1};
-  std::vector<float> ss(d, 0.0f), ss_s(d, 0.0f);
-  K.col_sumsq(xs.data(), dt, T, d, d, keep, ss.data());
-  S.col_sumsq(xs.data(), dt, T, d, d, keep, ss_s.data());
+  std::vector<float> center(d);
+  for (float& c : center) c = frand() - 0.5f;
+  for (const float* c : {static_cast<const float*>(nullptr), static_cast<const float*>(center.data())}) {
+    std::vector<float> ss(d, 0.0f), ss_s(d, 0.0f);
+    K.col_sumsq(xs.data(), dt, T, d, d, keep, c, ss.data());
+    S.col_sumsq(xs.data(), dt, T, d, d, keep, c, ss_s.data());
+    for (int64_t j = 0; j < d; ++j)
+      if (!close(ss[j], ss_s[j])) { fail(c ? "col_sumsq centered" : "col_sumsq", int(dt), d, kind); break; }
+  }
+  std::vector<float> sum(d, 0.0f), sum_s(d, 0.0f);
+  K.col_sum(xs.data(), dt, T, d, d, keep, sum.data());
+  S.col_sum(xs.data(), dt, T, d, d, keep, sum_s.data());
   for (int64_t j = 0; j < d; ++j)
-    if (!close(ss[j], ss_s[j])) { fail("col_sumsq", int(dt), d, kind); break; }
+    if (!close(sum[j], sum_s[j])) { fail("col_sum", int(dt), d, kind); break; }
 }
 
 }  // namespace
