@@ -20,7 +20,8 @@
                   float*);                                                                        \
   float pruned_dot(const void*, DType, const uint32_t*, int64_t, RowThreshold, const float*);     \
   float emit_compact_dot(const void*, DType, const uint32_t*, int64_t, RowThreshold, int64_t,      \
-                         uint32_t*, void*, const float*);
+                         uint32_t*, void*, const float*);                                         \
+  void add_cols(void*, DType, int64_t, int64_t, int64_t, const float*);
 
 // The table of the kernels declared in namespace `ns`, named `name` for dispatch (optional kernels
 // unset: a table that has them fills them in).
@@ -28,4 +29,5 @@
   CpuKernels{name,          ns::col_sumsq,      ns::col_sum,    ns::row_scores, ns::row_select, \
              ns::emit_mask,   ns::emit_pruned,    ns::emit_compact, ns::pruned_dot,            \
              ns::emit_compact_dot,                                                             \
-             ns::apply_mask,  ns::expand_compact, ns::masked_dot, ns::sparse_dot, nullptr}
+             ns::apply_mask,  ns::expand_compact, ns::masked_dot, ns::sparse_dot, ns::add_cols,     \
+             nullptr}

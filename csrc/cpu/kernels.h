@@ -72,6 +72,10 @@ struct CpuKernels {
   void (*sparse_dot)(const float* x, int64_t T, const uint32_t* bitmap, const void* values,
                      DType dt, int64_t d, int64_t k, float* out);
 
+  // y[t*ld + i] += add[i] for t < T, i < n, the sum taken in fp32 and rounded once to dt (the
+  // per-row offsets of wanda_linear_centered added to a block's GEMM output while it is in cache).
+  void (*add_cols)(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* add);
+
   // Optional, null where the CPU lacks it: sparse_dot of bf16 values with the tokens still in bf16
   // (T x d), so no row pays for converting them (AVX512-BF16 + VBMI2).
   void (*sparse_dot_bf16)(const uint16_t* x, int64_t T, const uint32_t* bitmap,

@@ -46,6 +46,41 @@ inline float load_as_float(const void* p, DType dt, int64_t i) {
 
 inline int64_t dtype_size(DType dt) { return dt == DType::f32 ? 4 : 2; }
 
+// fp32 -> bf16 bits, rounded to nearest even as c10::BFloat16 rounds (a NaN stays a quiet NaN).
+inline uint16_t float_to_bf16(float f) {
+  const uint32_t u = float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// fp32 -> f16 bits, rounded to nearest even (the compiler's conversion: F16C where the folder's
+// flags have it, else software).
+inline uint16_t float_to_f16(float f) {
+  const _Float16 h = static_cast<_Float16>(f);
+  uint16_t u;
+  std::memcpy(&u, &h, 2);
+  return u;
+}
+
+inline void store_from_float(void* p, DType dt, int64_t i, float v) {
+  switch (dt) {
+    case DType::f32: static_cast<float*>(p)[i] = v; return;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = float_to_f16(v); return;
+    default: static_cast<uint16_t*>(p)[i] = float_to_bf16(v); return;
+  }
+}
+
+// add_cols for columns [i0, n) of every row: the tails of the vector kernels, and the whole of it
+// where a folder has no vector form.
+inline void add_cols_from(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* add,
+                          int64_t i0) {
+  const int64_t es = dtype_size(dt);
+  for (int64_t t = 0; t < T; ++t) {
+    char* row = static_cast<char*>(y) + es * ld * t;
+    for (int64_t i = i0; i < n; ++i) store_from_float(row, dt, i, load_as_float(row, dt, i) + add[i]);
+  }
+}
+
 // Score key of one weight: bits of |w| * |n| with the sign bit cleared, so -0.0 and the negative
 // default NaN of inf*0 order like their absolute values.
 inline uint32_t score_key(float w, float n) {

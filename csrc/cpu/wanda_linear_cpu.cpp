@@ -30,6 +30,8 @@
 namespace mumoe::cpu {
 namespace {
 
+constexpr int64_t kMaxBlockRows = 256;
+
 // Rows per block: about 1 MiB of pruned weight, what the block GEMMs measured fastest with here
 // (2-core Zen 4, 1 MiB L2 per core), in multiples of 16 rows; but at least 64, or a wide layer's
 // blocks get too thin for the GEMM (Llama-7B down, d_in = 11008 fp32: 1.25x -> 1.12x F.linear).
@@ -37,7 +39,7 @@ namespace {
 // or three blocks would leave a core idle.
 int64_t block_rows(int64_t d_out, int64_t d_in, int64_t elem_size) {
   const int64_t rows = (int64_t(1) << 20) / std::max<int64_t>(1, d_in * elem_size);
-  const int64_t cache_rows = std::clamp<int64_t>(rows / 16 * 16, 64, 256);
+  const int64_t cache_rows = std::clamp<int64_t>(rows / 16 * 16, 64, kMaxBlockRows);
   const int64_t per_thread = (d_out + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
   return std::max<int64_t>(16, std::min(cache_rows, (per_thread + 15) / 16 * 16));
 }
@@ -115,8 +117,10 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 
 // Larger T, while x stays cached: blocks of rows selected into an L2 buffer, each multiplied
 // by x as soon as it is written (the vendor GEMM, one thread per block). With an offset, the
-// block's bias + offset goes into its GEMM (one ATen add of an fp32 vector into a bf16 y cost
-// more than the offsets themselves: 2.7 ms at 256 x 5632).
+// block's bias + offset (fp32) is added to its slice of y right after its GEMM, while that slice
+// is in cache: addmm's bias costs more (it copies the broadcast bias into y first: +14 us per
+// 256 x 144 block, +34 us per 256 x 256 x 2048 one, against ~3 us here), and one ATen add of an
+// fp32 vector into all of a bf16 y more still (2.7 ms at 256 x 5632).
 at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
                    int64_t m, const std::optional<at::Tensor>& bias, PromptOut c) {
   const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
@@ -126,6 +130,8 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   const DType dt = dtype_of(weight);
   const char* wp = static_cast<const char*>(weight.const_data_ptr());
   const float* np = norms.const_data_ptr<float>();
+  const at::Tensor bf = bias && c.offset ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
   // A block of weight rows owns a column slice of y: the GEMM writes it in place (ldc = d_out),
   // no transposed copy of the output afterwards.
   at::Tensor y = at::empty({T, d_out}, x.options());
@@ -149,12 +155,11 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
       }
       const at::Tensor block = at::from_blob(buf, {n, d}, weight.options());
       at::Tensor out = y.narrow(1, r0, n);
+      at::mm_out(out, x, block.t());
       if (c.offset) {
-        at::Tensor add = at::from_blob(c.offset + r0, {n}, x.options().dtype(at::kFloat));
-        if (bias) add = add + bias->narrow(0, r0, n);
-        at::addmm_out(out, add.to(x.scalar_type()), x, block.t());
-      } else {
-        at::mm_out(out, x, block.t());
+        float add[kMaxBlockRows];
+        for (int64_t i = 0; i < n; ++i) add[i] = c.offset[r0 + i] + (bp ? bp[r0 + i] : 0.0f);
+        K.add_cols(out.mutable_data_ptr(), dt, T, n, d_out, add);
       }
     }
   });

@@ -160,6 +160,50 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
   }
 }
 
+namespace {
+// Eight fp32 lanes rounded to nearest even into 16-bit floats (bf16 by integer rounding; NaN stays
+// a quiet NaN).
+template <DType DT>
+inline __m128i narrow8(__m256 v) {
+  if constexpr (DT == DType::f16) {
+    return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  } else {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return narrow8_u16(_mm256_blendv_epi8(r, q, nan));
+  }
+}
+
+template <DType DT>
+void add_cols_of(void* y, int64_t T, int64_t n, int64_t ld, const float* add) {
+  const int64_t full = n / 8 * 8;
+  for (int64_t t = 0; t < T; ++t) {
+    if constexpr (DT == DType::f32) {
+      float* row = static_cast<float*>(y) + ld * t;
+      for (int64_t i = 0; i < full; i += 8)
+        _mm256_storeu_ps(row + i, _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(add + i)));
+    } else {
+      uint16_t* row = static_cast<uint16_t*>(y) + ld * t;
+      for (int64_t i = 0; i < full; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(row + i),
+                         narrow8<DT>(_mm256_add_ps(load8<DT>(row, i), _mm256_loadu_ps(add + i))));
+    }
+  }
+  if (full < n) add_cols_from(y, DT, T, n, ld, add, full);
+}
+}  // namespace
+
+void add_cols(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* add) {
+  switch (dt) {
+    case DType::f32: return add_cols_of<DType::f32>(y, T, n, ld, add);
+    case DType::f16: return add_cols_of<DType::f16>(y, T, n, ld, add);
+    default: return add_cols_of<DType::bf16>(y, T, n, ld, add);
+  }
+}
+
 void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out) {
   int64_t j = 0;
   if (dt == DType::f32) {

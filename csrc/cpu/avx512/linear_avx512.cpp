@@ -164,6 +164,55 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
   }
 }
 
+namespace {
+// 16 fp32 lanes rounded to nearest even into 16-bit floats (bf16 by integer rounding: the
+// AVX512-BF16 instruction is not in this folder's flags; NaN stays a quiet NaN).
+template <DType DT>
+inline __m256i narrow16(__m512 v) {
+  if constexpr (DT == DType::f16) {
+    return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  } else {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+  }
+}
+
+template <DType DT>
+void add_cols_of(void* y, int64_t T, int64_t n, int64_t ld, const float* add) {
+  for (int64_t t = 0; t < T; ++t) {
+    if constexpr (DT == DType::f32) {
+      float* row = static_cast<float*>(y) + ld * t;
+      for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = lanes(n - i);
+        const __m512 s = _mm512_add_ps(_mm512_maskz_loadu_ps(m, row + i), _mm512_maskz_loadu_ps(m, add + i));
+        if (m == 0xffff) _mm512_storeu_ps(row + i, s);
+        else _mm512_mask_storeu_ps(row + i, m, s);
+      }
+    } else {
+      uint16_t* row = static_cast<uint16_t*>(y) + ld * t;
+      for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = lanes(n - i);
+        const __m256i s = narrow16<DT>(_mm512_add_ps(load16<DT>(row, i, m), _mm512_maskz_loadu_ps(m, add + i)));
+        if (m == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + i), s);
+        else _mm256_mask_storeu_epi16(row + i, m, s);
+      }
+    }
+  }
+}
+}  // namespace
+
+void add_cols(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* add) {
+  switch (dt) {
+    case DType::f32: return add_cols_of<DType::f32>(y, T, n, ld, add);
+    case DType::f16: return add_cols_of<DType::f16>(y, T, n, ld, add);
+    default: return add_cols_of<DType::bf16>(y, T, n, ld, add);
+  }
+}
+
 void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out) {
   if (dt == DType::f32) {
     const float* src = static_cast<const float*>(w);

@@ -163,45 +163,82 @@ void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowTh
 }
 
 namespace {
-// emit_compact, and with kDot the pruned_dot of v in the same pass over the keys (two
-// accumulators, alternating by chunk).
-template <bool kDot>
-float compact_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                  int64_t k, uint32_t* bitmap, void* values, const float* v) {
-  Keeper keep(th);
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  int64_t n = 0;  // full 16-lane stores while they stay inside the row's k values
-  for (int64_t j = 0; j < d; j += 16) {
-    const __mmask16 valid = lanes(d - j);
-    const __mmask16 m = keep.next(keys + j, valid);
-    if ((j & 31) == 0)
-      bitmap[j >> 5] = m;
-    else
-      bitmap[j >> 5] |= uint32_t(m) << 16;
-    if constexpr (kDot) {
-      const __mmask16 drop = valid & ~m;
-      acc[(j >> 4) & 1] = _mm512_fmadd_ps(load16(w, dt, j, drop), _mm512_maskz_loadu_ps(drop, v + j),
-                                          acc[(j >> 4) & 1]);
-    }
-    if (!m) continue;
-    const int c = __builtin_popcount(m);
-    if (dt == DType::f32) {
-      const __m512 v = _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + j);
+// Running sum of w[j] * v[j] over the dropped lanes of 16-column chunks, in two accumulators that
+// alternate by chunk (even chunks in acc[0]): pruned_dot and emit_compact_dot share this order, so
+// the plain phase and the prefill give the same offsets bit for bit. Callers step 32 columns at a
+// time and name the accumulator, so both stay in registers.
+inline __m512 add_dropped(__m512 acc, __m512 wf, const float* v, int64_t j, __mmask16 drop) {
+  return _mm512_fmadd_ps(_mm512_maskz_mov_ps(drop, wf), _mm512_maskz_loadu_ps(drop, v + j), acc);
+}
+
+// emit_compact of one 16-column chunk (w loaded once, for the packed values and for the dot).
+// Returns the chunk's weights as fp32 for the dot.
+template <DType DT, bool kDot>
+inline __m512 compact_chunk(const void* w, int64_t j, __mmask16 valid, __mmask16 m, int64_t k,
+                            int64_t& n, uint32_t* bitmap, void* values) {
+  if ((j & 31) == 0)
+    bitmap[j >> 5] = m;
+  else
+    bitmap[j >> 5] |= uint32_t(m) << 16;
+  __m512 wf = _mm512_setzero_ps();
+  const int c = __builtin_popcount(m);
+  if constexpr (DT == DType::f32) {
+    const __m512 x = _mm512_maskz_loadu_ps(kDot ? valid : m, static_cast<const float*>(w) + j);
+    wf = x;
+    if (m) {
       float* dst = static_cast<float*>(values) + n;
-      const __m512 packed = _mm512_maskz_compress_ps(m, v);
+      const __m512 packed = _mm512_maskz_compress_ps(m, x);
       if (n + 16 <= k) _mm512_storeu_ps(dst, packed);
       else _mm512_mask_storeu_ps(dst, lanes(c), packed);
-    } else {
-      // No 16-bit compress without VBMI2: widen to 32-bit lanes, compress, narrow.
-      const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + j);
-      const __m512i packed = _mm512_maskz_compress_epi32(m, _mm512_cvtepu16_epi32(h));
+    }
+  } else {
+    // No 16-bit compress without VBMI2: widen to 32-bit lanes, compress, narrow.
+    const __m256i h = _mm256_maskz_loadu_epi16(kDot ? valid : m, static_cast<const uint16_t*>(w) + j);
+    const __m512i wide = _mm512_cvtepu16_epi32(h);
+    if constexpr (kDot) {
+      if constexpr (DT == DType::f16) wf = _mm512_cvtph_ps(h);
+      else wf = _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+    }
+    if (m) {
+      const __m512i packed = _mm512_maskz_compress_epi32(m, wide);
       uint16_t* dst = static_cast<uint16_t*>(values) + n;
       if (n + 16 <= k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(packed));
       else _mm256_mask_storeu_epi16(dst, lanes(c), _mm512_cvtepi32_epi16(packed));
     }
-    n += c;
   }
-  return kDot ? _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) : 0.0f;
+  n += c;
+  return wf;
+}
+
+// emit_compact, and with kDot the pruned_dot of v in the same pass over the keys.
+template <DType DT, bool kDot>
+float compact_row(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, int64_t k,
+                  uint32_t* bitmap, void* values, const float* v) {
+  Keeper keep(th);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t n = 0;  // full 16-lane stores while they stay inside the row's k values
+  for (int64_t j = 0; j < d; j += 32) {
+    const __mmask16 valid0 = lanes(d - j);
+    const __mmask16 m0 = keep.next(keys + j, valid0);
+    const __m512 w0 = compact_chunk<DT, kDot>(w, j, valid0, m0, k, n, bitmap, values);
+    if constexpr (kDot) acc0 = add_dropped(acc0, w0, v, j, valid0 & ~m0);
+    if (j + 16 >= d) break;
+    const __mmask16 valid1 = lanes(d - j - 16);
+    const __mmask16 m1 = keep.next(keys + j + 16, valid1);
+    const __m512 w1 = compact_chunk<DT, kDot>(w, j + 16, valid1, m1, k, n, bitmap, values);
+    if constexpr (kDot) acc1 = add_dropped(acc1, w1, v, j + 16, valid1 & ~m1);
+  }
+  return kDot ? _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) : 0.0f;
+}
+
+template <bool kDot>
+float compact_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                  int64_t k, uint32_t* bitmap, void* values, const float* v) {
+  switch (dt) {
+    case DType::f32: return compact_row<DType::f32, kDot>(w, keys, d, th, k, bitmap, values, v);
+    case DType::f16: return compact_row<DType::f16, kDot>(w, keys, d, th, k, bitmap, values, v);
+    default: return compact_row<DType::bf16, kDot>(w, keys, d, th, k, bitmap, values, v);
+  }
 }
 }  // namespace
 
@@ -216,19 +253,20 @@ float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d,
 }
 
 namespace {
-// Two accumulators alternating by chunk, as compact_row sums them: the plain phase
-// (pruned_dot) and the prefill (emit_compact_dot) give the same offsets bit for bit.
 template <DType DT>
 float pruned_dot_of(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, const float* v) {
   Keeper keep(th);
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  for (int64_t j = 0; j < d; j += 16) {
-    const __mmask16 valid = lanes(d - j);
-    const __mmask16 drop = valid & ~keep.next(keys + j, valid);
-    acc[(j >> 4) & 1] = _mm512_fmadd_ps(load16<DT>(w, j, drop), _mm512_maskz_loadu_ps(drop, v + j),
-                                        acc[(j >> 4) & 1]);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (int64_t j = 0; j < d; j += 32) {
+    const __mmask16 valid0 = lanes(d - j);
+    const __mmask16 drop0 = valid0 & ~keep.next(keys + j, valid0);
+    acc0 = add_dropped(acc0, load16<DT>(w, j, drop0), v, j, drop0);
+    if (j + 16 >= d) break;
+    const __mmask16 valid1 = lanes(d - j - 16);
+    const __mmask16 drop1 = valid1 & ~keep.next(keys + j + 16, valid1);
+    acc1 = add_dropped(acc1, load16<DT>(w, j + 16, drop1), v, j + 16, drop1);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 }  // namespace
 

@@ -27,14 +27,6 @@ inline __m512 load16(const void* w, int64_t j, __mmask16 m) {
   else return widen16<DT>(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + j));
 }
 
-inline __m512 load16(const void* w, DType dt, int64_t j, __mmask16 m) {
-  switch (dt) {
-    case DType::f32: return load16<DType::f32>(w, j, m);
-    case DType::f16: return load16<DType::f16>(w, j, m);
-    default: return load16<DType::bf16>(w, j, m);
-  }
-}
-
 // The 16 bitmap bits of columns j..j+16 (j a multiple of 16).
 inline __mmask16 bitmap16(const uint32_t* bitmap, int64_t j) {
   return __mmask16(bitmap[j >> 5] >> (j & 31));

@@ -163,6 +163,11 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
   }
 }
 
+// Scalar: a few rows of a block's output per call, next to its GEMM (no NEON form yet).
+void add_cols(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* add) {
+  add_cols_from(y, dt, T, n, ld, add, 0);
+}
+
 void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out) {
   int64_t j = 0;
   if (dt == DType::f32) {

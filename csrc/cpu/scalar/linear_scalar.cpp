@@ -26,6 +26,10 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
   }
 }
 
+void add_cols(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* add) {
+  add_cols_from(y, dt, T, n, ld, add, 0);
+}
+
 void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out) {
   if (dt == DType::f32) {
     const float* src = static_cast<const float*>(w);

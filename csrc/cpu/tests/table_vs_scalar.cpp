@@ -71,6 +71,62 @@ float bf16_exact(float v) {
 
 bool close(float a, float b) { return std::fabs(a - b) <= 1e-3f * (1.0f + std::fabs(b)); }
 
+// The 16-bit float nearest to v (ties to the even pattern), by binary search over the positive
+// patterns, which order like their values: an expectation independent of the kernels' rounding.
+uint16_t nearest16(float v, DType dt) {
+  const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+  const double a = std::fabs(double(v));
+  auto value = [&](uint32_t h) { return double(dt == DType::f16 ? f16_to_float(uint16_t(h)) : bf16_to_float(uint16_t(h))); };
+  uint32_t lo = 0, hi = dt == DType::f16 ? 0x7c00 : 0x7f80;  // value(lo) <= a < value(hi)
+  while (hi - lo > 1) {
+    const uint32_t mid = (lo + hi) / 2;
+    (value(mid) <= a ? lo : hi) = mid;
+  }
+  const double below = a - value(lo), above = value(hi) - a;
+  const uint32_t h = below < above ? lo : above < below ? hi : (lo % 2 == 0 ? lo : hi);
+  return uint16_t(sign | h);
+}
+
+// add_cols on a block of 3 rows x n columns of a wider output (ld = n + 5): against the scalar
+// kernel bit for bit, against fp32 sums rounded by nearest16, and nothing outside the block touched.
+void check_add_cols(const CpuKernels& K, const CpuKernels& S, DType dt, const std::vector<uint8_t>& w,
+                    int64_t n, int kind) {
+  const int es = dt == DType::f32 ? 4 : 2;
+  const int64_t T = 3, ld = n + 5;
+  std::vector<uint8_t> y(es * T * ld);
+  for (int64_t t = 0; t < T; ++t) {
+    std::memcpy(&y[es * t * ld], w.data(), es * n);
+    std::memset(&y[es * (t * ld + n)], 0x3c, es * 5);
+  }
+  std::vector<float> add(n);
+  // Multiples of 2^-9 and 2^-11 make ties (bf16 at 1.0: ulp 2^-7; f16: 2^-10), as row kind 2 has.
+  for (int64_t i = 0; i < n; ++i)
+    add[i] = i % 5 == 2 ? float(int(rnd() % 9) - 4) * 0x1p-9f
+           : i % 5 == 3 ? float(int(rnd() % 9) - 4) * 0x1p-11f
+                        : (frand() - 0.5f) * (i % 5 == 0 ? 1e-3f : 4.0f);
+  std::vector<uint8_t> got = y, got_s = y;
+  K.add_cols(got.data(), dt, T, n, ld, add.data());
+  S.add_cols(got_s.data(), dt, T, n, ld, add.data());
+  if (got != got_s) fail("add_cols", int(dt), n, kind);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < ld; ++i) {
+      const int64_t at = t * ld + i;
+      bool ok;
+      if (i >= n) {
+        ok = std::memcmp(&got_s[es * at], &y[es * at], es) == 0;
+      } else if (dt == DType::f32) {
+        float g;
+        std::memcpy(&g, &got_s[4 * at], 4);
+        ok = g == load_as_float(y.data(), dt, at) + add[i];
+      } else {
+        uint16_t g;
+        std::memcpy(&g, &got_s[2 * at], 2);
+        ok = g == nearest16(load_as_float(y.data(), dt, at) + add[i], dt);
+      }
+      if (!ok) { fail(i >= n ? "add_cols (outside the block)" : "add_cols rounding", int(dt), n, kind); return; }
+    }
+}
+
 void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int64_t d) {
   const int es = dt == DType::f32 ? 4 : 2;
   std::vector<uint8_t> w;
@@ -168,6 +224,7 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
     for (int64_t j = 0; j < d; ++j)
       if (!close(ss[j], ss_s[j])) { fail(c ? "col_sumsq centered" : "col_sumsq", int(dt), d, kind); break; }
   }
+  check_add_cols(K, S, dt, w, d, kind);
   std::vector<float> sum(d, 0.0f), sum_s(d, 0.0f);
   K.col_sum(xs.data(), dt, T, d, d, keep, sum.data());
   S.col_sum(xs.data(), dt, T, d, d, keep, sum_s.data());
