@@ -143,44 +143,66 @@ def _cpu_flags() -> set:
     return set()
 
 
-VBMI2_BF16_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vbmi2", "avx512_bf16"}
+AVX512_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
+VBMI2_BF16_FLAGS = AVX512_FLAGS | {"avx512_vbmi2", "avx512_bf16"}
+# The avx512 table's fused prefill kernels (every AVX-512 CPU).
+AVX512_FUSED = ["score_select", "emit_pruned_compact"]
 
 
-def test_vbmi2_bf16_sparse_dot_runs_exactly_where_the_cpu_has_it():
-    # The optional AVX512-BF16 + VBMI2 decode kernel belongs to the avx512 path only, and must be
-    # picked up on CPUs that report both extensions (a table that drops it still passes every
-    # accuracy test, just slower).
+def test_optional_kernels_run_exactly_where_the_cpu_has_them():
+    # The optional AVX512-BF16 + VBMI2 decode kernel and the VBMI2 emit kernels belong to the
+    # avx512 path only, and must be picked up on CPUs that report the extensions (a table that
+    # drops them still passes every accuracy test, just slower).
     if os.environ.get("MUMOE_CPU_NO_VBMI2_BF16", "0") not in ("", "0"):
         pytest.skip("MUMOE_CPU_NO_VBMI2_BF16 is set")
+    flags = _cpu_flags()
     for isa in mumoe_ext.build_info()["cpu_isas"]:
         with mumoe_ext.cpu_isa(isa):
             got = mumoe_ext.build_info()["cpu_optional_kernels"]
-        want = ["sparse_dot_bf16"] if isa == "avx512" and VBMI2_BF16_FLAGS <= _cpu_flags() else []
+        want = []
+        if isa == "avx512":
+            want = (["sparse_dot_bf16"] if VBMI2_BF16_FLAGS <= flags else []) + AVX512_FUSED
+            want += ["emit_compact_vbmi2"] if "avx512_vbmi2" in flags else []
         assert got == want, isa
 
 
-# With the optional kernel switched off, bf16 decode runs the plain AVX-512 (or lower) kernel.
+# With the optional kernels switched off, bf16 decode and the bf16/f16 compact outputs run the
+# plain AVX-512 (or lower) kernels.
 NO_VBMI2_DRIVER = """
-import sys, torch
+import os, sys, torch
 sys.path.insert(0, sys.argv[1])
 import mumoe_ext
 from mumoe_ext import reference
 from helpers_ops import assert_linear_close
-assert mumoe_ext.build_info()["cpu_optional_kernels"] == [], mumoe_ext.build_info()
+fused = ["score_select", "emit_pruned_compact"] if mumoe_ext.build_info()["cpu_isa"] == "avx512" else []
+assert mumoe_ext.build_info()["cpu_optional_kernels"] == fused, mumoe_ext.build_info()
 torch.manual_seed(0)
 for d_out, d_in in [(7, 37), (33, 300), (16, 1024)]:
     w = torch.randn(d_out, d_in).to(torch.bfloat16)
     norms = torch.rand(d_in) + 0.1
     rs = mumoe_ext.prune_rows(w, norms, 0.5)
-    dense = reference.prune_rows(w, norms, 0.5).to_dense()
+    ref = reference.prune_rows(w, norms, 0.5)
+    assert torch.equal(rs.bitmap, ref.bitmap) and torch.equal(rs.values, ref.values)
+    dense = ref.to_dense()
     for T in range(1, 9):
         x = torch.randn(T, d_in).to(torch.bfloat16)
         assert_linear_close(mumoe_ext.sparse_linear(x, rs), reference.sparse_linear(x, rs), x, dense)
+    for dtype in (torch.bfloat16, torch.float16):  # the compact outputs of the prefill, each path
+        for T, path in [(4, ""), (40, "blocked"), (40, "composite")]:
+            os.environ["MUMOE_CPU_PREFILL"] = path
+            x, wd = torch.randn(T, d_in).to(dtype), w.to(dtype)
+            _, got = mumoe_ext.wanda_linear_compact(x, wd, None, 0.5)
+            want = reference.prune_rows(wd, reference.col_norms(x), 0.5)
+            assert torch.equal(got.bitmap, want.bitmap) and torch.equal(got.values, want.values)
+            _, got, off = mumoe_ext.wanda_linear_centered(x, wd, None, 0.5, mean_shift=0.75)
+            _, want, off_ref = reference.wanda_linear_centered(x, wd, None, 0.5, mean_shift=0.75)
+            assert torch.equal(got.bitmap, want.bitmap) and torch.equal(got.values, want.values)
+            torch.testing.assert_close(off, off_ref, rtol=1e-4, atol=1e-4 * (1 + off_ref.abs().max().item()))
 print("ok", mumoe_ext.build_info()["cpu_isa"])
 """
 
 
-def test_plain_avx512_bf16_decode_when_vbmi2_bf16_is_switched_off():
+def test_plain_avx512_kernels_when_vbmi2_bf16_is_switched_off():
     env = dict(os.environ, MUMOE_CPU_NO_VBMI2_BF16="1", PYTHONPATH=str(ROOT))
     env.pop("MUMOE_CPU_ISA", None)
     r = subprocess.run([sys.executable, "-c", NO_VBMI2_DRIVER, str(ROOT / "python_tests")], env=env,

@@ -4,7 +4,7 @@
 # stopping at the first report. No torch involved: a few minutes on 2 cores.
 #   tools/sanitize.sh            # every table this CPU runs
 #   tools/sanitize.sh avx2       # just one
-# NEON cannot run here (it needs an aarch64 CPU or qemu-aarch64, see the test's header comment).
+# NEON runs under qemu instead: tools/test_neon.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CXX=${CXX:-g++}
@@ -43,5 +43,9 @@ for isa in "${isas[@]}"; do
       csrc/cpu/cpu_features.cpp "${objs[@]}" -o "$out/tvs_$isa"
   echo "sanitize: running the $isa table under ASan+UBSan"
   "$out/tvs_$isa"
+  if [ "$isa" = avx512 ] && has avx512_vbmi2; then  # the table without its optional VBMI2 kernels too
+    echo "sanitize: running the avx512 table under ASan+UBSan with MUMOE_CPU_NO_VBMI2_BF16=1"
+    MUMOE_CPU_NO_VBMI2_BF16=1 "$out/tvs_$isa"
+  fi
 done
 echo "sanitize: clean (${isas[*]})"

@@ -35,9 +35,10 @@ CpuFeatures detect() {
   f.avx512 = f.avx2_fma_f16c && zmm_os && f512 && dq && bw && vl;
   const bool vbmi2 = c & (1u << 6);
   __cpuid_count(7, 1, a, b, c, d);
-  // MUMOE_CPU_NO_VBMI2_BF16=1 hides the optional extension (to test the plain AVX-512 path).
+  // MUMOE_CPU_NO_VBMI2_BF16=1 hides both optional extensions (to test the plain AVX-512 path).
   const char* off = std::getenv("MUMOE_CPU_NO_VBMI2_BF16");
-  f.avx512_vbmi2_bf16 = f.avx512 && vbmi2 && (a & (1u << 5)) && !(off && *off && *off != '0');
+  f.avx512_vbmi2 = f.avx512 && vbmi2 && !(off && *off && *off != '0');
+  f.avx512_vbmi2_bf16 = f.avx512_vbmi2 && (a & (1u << 5));
   return f;
 }
 #elif defined(__aarch64__)

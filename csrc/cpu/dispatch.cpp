@@ -87,6 +87,9 @@ std::string current_isa() { return kernels().isa; }
 std::vector<std::string> optional_kernels() {
   std::vector<std::string> out;
   if (kernels().sparse_dot_bf16) out.emplace_back("sparse_dot_bf16");
+  if (kernels().score_select) out.emplace_back("score_select");
+  if (kernels().emit_pruned_compact) out.emplace_back("emit_pruned_compact");
+  if (kernels().emit_variant) out.emplace_back(std::string("emit_compact_") + kernels().emit_variant);
   return out;
 }
 

@@ -80,6 +80,21 @@ struct CpuKernels {
   // (T x d), so no row pays for converting them (AVX512-BF16 + VBMI2).
   void (*sparse_dot_bf16)(const uint16_t* x, int64_t T, const uint32_t* bitmap,
                           const uint16_t* values, int64_t d, int64_t k, float* out);
+
+  // Optional fused forms (null: RowSelector and the prefill compose the kernels above).
+  // row_scores + row_select in one pass over the row when the threshold lies in the narrow range
+  // around `hint` (else the usual search on the stored keys); *max_key = the row's largest key
+  // (the NaN/Inf check). Same keys and threshold as the composition.
+  RowThreshold (*score_select)(const void* w, DType dt, const float* norms, int64_t d, int64_t k,
+                               uint32_t hint, uint32_t* keys, uint32_t* scratch, uint32_t* max_key);
+  // emit_pruned (cached stores) + emit_compact, and with v non-null the pruned_dot of v (returned,
+  // bit for bit pruned_dot's), in one pass over the keys.
+  float (*emit_pruned_compact)(const void* w, DType dt, const uint32_t* keys, int64_t d,
+                               RowThreshold th, int64_t k, void* pruned, uint32_t* bitmap,
+                               void* values, const float* v);
+  // Names the variant of the emit kernels when an optional extension provides it ("vbmi2"), else
+  // null (reported by build_info()["cpu_optional_kernels"] as "emit_compact_<variant>").
+  const char* emit_variant;
 };
 
 // Tables compiled into this build (null where the folder was not built).

@@ -53,13 +53,18 @@ inline uint16_t float_to_bf16(float f) {
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-// fp32 -> f16 bits, rounded to nearest even (the compiler's conversion: F16C where the folder's
-// flags have it, else software).
+// fp32 -> f16 bits, rounded to nearest even, overflow to inf, NaN a quiet NaN (no _Float16: GCC 12
+// has none for C++ on AArch64).
 inline uint16_t float_to_f16(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
-  uint16_t u;
-  std::memcpy(&u, &h, 2);
-  return u;
+  const uint32_t u = float_to_bits(f), a = u & 0x7fffffffu;
+  const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
+  if (a > 0x7f800000u) return sign | 0x7e00u;        // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;       // >= 65520 rounds to inf
+  if (a >= 0x38800000u)                              // normal f16: rebias, round on bit 13
+    return sign | uint16_t((a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13);
+  // Subnormal (or zero): 0.5f has a ulp of 2^-24, the f16 subnormal step, so the fp32 add rounds
+  // |f| to that step (to nearest even) and leaves the count in the low mantissa bits.
+  return sign | uint16_t(float_to_bits(bits_to_float(a) + 0.5f) - 0x3f000000u);
 }
 
 inline void store_from_float(void* p, DType dt, int64_t i, float v) {
@@ -135,8 +140,9 @@ inline uint32_t scan_top_bins(const uint32_t* h, int parts, uint32_t start, int6
 }
 
 // The want-th largest of n candidate keys, all in [base, base + 2^span_bits) (1 <= want <= n).
-// Filters `cand` in place: a 512-bin histogram of the offsets from `base` per round (one round is
-// usually enough for a bracket's candidates); small sets are finished by direct counting.
+// Filters `cand` in place: a histogram of the offsets from `base` per round, of up to 512 bins but
+// about 2n for fewer candidates (clearing and scanning the bins costs more than counting a few
+// dozen keys); small sets are finished by direct counting.
 inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, uint32_t base, int span_bits) {
   constexpr int kDigit = 9;
   uint32_t hist[1 << kDigit];
@@ -152,7 +158,9 @@ inline RowThreshold select_among(uint32_t* cand, int64_t n, int64_t want, uint32
         if (gt < want && want <= gt + eq) return RowThreshold{cand[i], want - gt};
       }
     }
-    const int width = span_bits < kDigit ? span_bits : kDigit, sh = span_bits - width;
+    const int fit = n < 4 ? 3 : 65 - __builtin_clzll(uint64_t(n));  // bins ~ 2n, at least 8
+    const int digit = fit < kDigit ? fit : kDigit;
+    const int width = span_bits < digit ? span_bits : digit, sh = span_bits - width;
     const uint32_t nb = 1u << width;
     std::memset(hist, 0, sizeof(uint32_t) * nb);
     for (int64_t i = 0; i < n; ++i) hist[(cand[i] - base) >> sh]++;
@@ -232,6 +240,28 @@ inline RowThreshold select_in_bins(uint32_t* cand, int64_t n, int64_t want, BinB
 inline BinBracket bracket_near(uint32_t hint) {
   const uint32_t b = hint >> kTopShift;
   return BinBracket{b > 0 ? b - 1 : 0, b + 1 < kTopBins ? b + 1 : kTopBins - 1};
+}
+
+// Keys in [lo, hi): the narrow bracket a fused scoring pass packs around a similar row's threshold
+// (score_select), finer than bracket_near's bins: fewer candidates for select_among, at the price
+// of more misses (then the usual search runs on the stored keys).
+struct KeyRange {
+  uint32_t lo, hi;
+};
+constexpr int kNearShift = 19;  // steps of 2^19 key units: 1/16 octave
+
+// The hint's step and one step either side (keys are < 2^31, so hi is clamped there).
+inline KeyRange range_near(uint32_t hint) {
+  const uint32_t b = hint >> kNearShift;
+  const uint64_t hi = uint64_t(b + 2) << kNearShift;
+  return KeyRange{b > 0 ? (b - 1) << kNearShift : 0u, uint32_t(hi < 0x80000000ull ? hi : 0x80000000ull)};
+}
+
+// select_among of the n keys of a range (1 <= want <= n): they lie in [lo, lo + 2^span_bits).
+inline RowThreshold select_in_range(uint32_t* cand, int64_t n, int64_t want, KeyRange r) {
+  const uint32_t span = r.hi - r.lo;
+  const int span_bits = span <= 1 ? 0 : 32 - __builtin_clz(span - 1);
+  return select_among(cand, n, want, r.lo, span_bits);
 }
 
 // Threshold from a bracket of bins when one holds the k-th largest key: first around `hint`, then

@@ -35,8 +35,7 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, i
     for (int64_t r = row_begin + s; r < row_begin + e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
       const char* w = wp + es * i * d;
-      const char* next = r + 1 < row_begin + e ? wp + es * ((r + 1) % d_out) * d : nullptr;
-      const RowThreshold th = sel.select(K, w, dt, np + (batched ? b * d : 0), k, next);
+      const RowThreshold th = sel.select(K, w, dt, np + (batched ? b * d : 0), k);
       if (out.mask) K.emit_mask(sel.keys(), d, th, out.mask + r * d);
       if (out.pruned) K.emit_pruned(w, dt, sel.keys(), d, th, out.pruned + es * r * d, out.streaming);
       const float* center = out.offset ? out.center + (batched ? b * d : 0) : nullptr;

@@ -102,7 +102,7 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
     float acc[kSmallT];
     for (int64_t i = s; i < e; ++i) {
       const char* w = wp + es * i * d;
-      const RowThreshold th = sel.select(K, w, dt, np, k, i + 1 < e ? w + es * d : nullptr);
+      const RowThreshold th = sel.select(K, w, dt, np, k);
       uint32_t* bits = c.bitmap ? c.bitmap + i * words : own_bitmap;
       char* vals = c.bitmap ? c.values + es * i * k : own_values;
       float add = bp ? bp[i] : 0.0f;
@@ -143,8 +143,15 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
       for (int64_t i = 0; i < n; ++i) {
         const int64_t r = r0 + i;
         const char* w = wp + es * r * d;
-        const RowThreshold th = sel.select(K, w, dt, np, k, i + 1 < n ? w + es * d : nullptr);
-        K.emit_pruned(w, dt, sel.keys(), d, th, buf + es * i * d, /*streaming=*/false);
+        const RowThreshold th = sel.select(K, w, dt, np, k);
+        char* pruned = buf + es * i * d;
+        if (c.bitmap && K.emit_pruned_compact) {  // all three outputs from one pass over the keys
+          const float off = K.emit_pruned_compact(w, dt, sel.keys(), d, th, k, pruned, c.bitmap + r * words,
+                                                  c.values + es * r * k, c.center);
+          if (c.offset) c.offset[r] = off;
+          continue;
+        }
+        K.emit_pruned(w, dt, sel.keys(), d, th, pruned, /*streaming=*/false);
         if (c.bitmap && c.offset)
           c.offset[r] = K.emit_compact_dot(w, dt, sel.keys(), d, th, k, c.bitmap + r * words,
                                            c.values + es * r * k, c.center);

@@ -6,22 +6,6 @@
 #include "cpu/avx512/simd_avx512.h"
 
 namespace mumoe::cpu::avx512 {
-namespace {
-
-// Keep decisions of 16 keys at a time in column order (keys > tau, then the first ties == tau).
-struct Keeper {
-  __m512i tau;
-  int64_t ties_left;
-  Keeper(RowThreshold th) : tau(_mm512_set1_epi32(int32_t(th.tau))), ties_left(th.ties_kept) {}
-  inline __mmask16 next(const uint32_t* keys, __mmask16 valid) {
-    const __m512i v = _mm512_maskz_loadu_epi32(valid, keys);
-    const __mmask16 gt = _mm512_mask_cmpgt_epu32_mask(valid, v, tau);
-    const __mmask16 eq = _mm512_mask_cmpeq_epi32_mask(valid, v, tau);
-    return eq ? __mmask16(take_ties(gt, eq, ties_left)) : gt;
-  }
-};
-
-}  // namespace
 
 namespace {
 template <DType DT>
@@ -102,6 +86,52 @@ RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t hin
   return select_in_bins(scratch, n, k - above, r);
 }
 
+namespace {
+// row_scores, and in the same pass the keys in [lo, hi) packed into scratch (their count
+// returned), *above = #keys >= hi and *max_key = the largest key.
+template <DType DT>
+int64_t scores_in_range(const void* w, const float* norms, int64_t d, uint32_t* keys, uint32_t lo,
+                        uint32_t hi, uint32_t* scratch, int64_t* above, uint32_t* max_key) {
+  const __m512i abs_bits = _mm512_set1_epi32(0x7fffffff);
+  const __m512i vlo = _mm512_set1_epi32(int32_t(lo)), width = _mm512_set1_epi32(int32_t(hi - lo));
+  const __m512i vhi = _mm512_set1_epi32(int32_t(hi)), minus_one = _mm512_set1_epi32(-1);
+  __m512i gt = _mm512_setzero_si512(), top = _mm512_setzero_si512();
+  int64_t n = 0;
+  for (int64_t j = 0; j < d; j += 16) {
+    const __mmask16 valid = lanes(d - j);
+    const __m512 s = _mm512_mul_ps(_mm512_abs_ps(load16<DT>(w, j, valid)),
+                                   _mm512_abs_ps(_mm512_maskz_loadu_ps(valid, norms + j)));
+    const __m512i key = _mm512_and_si512(_mm512_castps_si512(s), abs_bits);  // as scores_of
+    if (valid == 0xffff) _mm512_storeu_si512(keys + j, key);
+    else _mm512_mask_storeu_epi32(keys + j, valid, key);
+    top = _mm512_max_epu32(top, key);  // lanes past d are 0
+    const __mmask16 in = _mm512_mask_cmplt_epu32_mask(valid, _mm512_sub_epi32(key, vlo), width);
+    gt = _mm512_mask_sub_epi32(gt, _mm512_mask_cmpge_epu32_mask(valid, key, vhi), gt, minus_one);
+    _mm512_storeu_si512(scratch + n, _mm512_maskz_compress_epi32(in, key));
+    n += __builtin_popcount(in);
+  }
+  *above = _mm512_reduce_add_epi32(gt);
+  *max_key = _mm512_reduce_max_epu32(top);
+  return n;
+}
+}  // namespace
+
+RowThreshold score_select(const void* w, DType dt, const float* norms, int64_t d, int64_t k,
+                          uint32_t hint, uint32_t* keys, uint32_t* scratch, uint32_t* max_key) {
+  // Without a hint the range is empty: the pass only scores (and finds the largest key).
+  const KeyRange r = hint != kNoHint ? range_near(hint) : KeyRange{0, 0};
+  int64_t above = 0, n = 0;
+  switch (dt) {
+    case DType::f32: n = scores_in_range<DType::f32>(w, norms, d, keys, r.lo, r.hi, scratch, &above, max_key); break;
+    case DType::f16: n = scores_in_range<DType::f16>(w, norms, d, keys, r.lo, r.hi, scratch, &above, max_key); break;
+    default: n = scores_in_range<DType::bf16>(w, norms, d, keys, r.lo, r.hi, scratch, &above, max_key); break;
+  }
+  if (hint != kNoHint && above < k && k <= above + n) return select_in_range(scratch, n, k - above, r);
+  // Missed (or no hint): the row's keys are stored; the usual search, which tries the coarser
+  // bracket around the hint first.
+  return row_select(keys, d, k, hint, scratch);
+}
+
 void emit_mask(const uint32_t* keys, int64_t d, RowThreshold th, uint8_t* mask) {
   Keeper keep(th);
   const __m512i one = _mm512_set1_epi8(1);
@@ -163,19 +193,12 @@ void emit_pruned(const void* w, DType dt, const uint32_t* keys, int64_t d, RowTh
 }
 
 namespace {
-// Running sum of w[j] * v[j] over the dropped lanes of 16-column chunks, in two accumulators that
-// alternate by chunk (even chunks in acc[0]): pruned_dot and emit_compact_dot share this order, so
-// the plain phase and the prefill give the same offsets bit for bit. Callers step 32 columns at a
-// time and name the accumulator, so both stay in registers.
-inline __m512 add_dropped(__m512 acc, __m512 wf, const float* v, int64_t j, __mmask16 drop) {
-  return _mm512_fmadd_ps(_mm512_maskz_mov_ps(drop, wf), _mm512_maskz_loadu_ps(drop, v + j), acc);
-}
-
-// emit_compact of one 16-column chunk (w loaded once, for the packed values and for the dot).
-// Returns the chunk's weights as fp32 for the dot.
-template <DType DT, bool kDot>
+// emit_compact of one 16-column chunk (w loaded once, for the packed values, the dot and the
+// pruned row). Returns the chunk's weights as fp32 for the dot. kPruned: also the chunk of the
+// dense pruned row (dropped lanes zero) at pruned[j..j+16).
+template <DType DT, bool kDot, bool kPruned>
 inline __m512 compact_chunk(const void* w, int64_t j, __mmask16 valid, __mmask16 m, int64_t k,
-                            int64_t& n, uint32_t* bitmap, void* values) {
+                            int64_t& n, uint32_t* bitmap, void* values, void* pruned) {
   if ((j & 31) == 0)
     bitmap[j >> 5] = m;
   else
@@ -185,6 +208,12 @@ inline __m512 compact_chunk(const void* w, int64_t j, __mmask16 valid, __mmask16
   if constexpr (DT == DType::f32) {
     const __m512 x = _mm512_maskz_loadu_ps(kDot ? valid : m, static_cast<const float*>(w) + j);
     wf = x;
+    if constexpr (kPruned) {
+      float* dst = static_cast<float*>(pruned) + j;
+      const __m512 kept = kDot ? _mm512_maskz_mov_ps(m, x) : x;
+      if (valid == 0xffff) _mm512_storeu_ps(dst, kept);
+      else _mm512_mask_storeu_ps(dst, valid, kept);
+    }
     if (m) {
       float* dst = static_cast<float*>(values) + n;
       const __m512 packed = _mm512_maskz_compress_ps(m, x);
@@ -199,6 +228,12 @@ inline __m512 compact_chunk(const void* w, int64_t j, __mmask16 valid, __mmask16
       if constexpr (DT == DType::f16) wf = _mm512_cvtph_ps(h);
       else wf = _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
     }
+    if constexpr (kPruned) {
+      uint16_t* dst = static_cast<uint16_t*>(pruned) + j;
+      const __m256i kept = kDot ? _mm256_maskz_mov_epi16(m, h) : h;
+      if (valid == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), kept);
+      else _mm256_mask_storeu_epi16(dst, valid, kept);
+    }
     if (m) {
       const __m512i packed = _mm512_maskz_compress_epi32(m, wide);
       uint16_t* dst = static_cast<uint16_t*>(values) + n;
@@ -210,46 +245,52 @@ inline __m512 compact_chunk(const void* w, int64_t j, __mmask16 valid, __mmask16
   return wf;
 }
 
-// emit_compact, and with kDot the pruned_dot of v in the same pass over the keys.
-template <DType DT, bool kDot>
+// emit_compact, with kDot the pruned_dot of v and with kPruned emit_pruned, in one pass over the keys.
+template <DType DT, bool kDot, bool kPruned>
 float compact_row(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, int64_t k,
-                  uint32_t* bitmap, void* values, const float* v) {
+                  uint32_t* bitmap, void* values, const float* v, void* pruned) {
   Keeper keep(th);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t n = 0;  // full 16-lane stores while they stay inside the row's k values
   for (int64_t j = 0; j < d; j += 32) {
     const __mmask16 valid0 = lanes(d - j);
     const __mmask16 m0 = keep.next(keys + j, valid0);
-    const __m512 w0 = compact_chunk<DT, kDot>(w, j, valid0, m0, k, n, bitmap, values);
+    const __m512 w0 = compact_chunk<DT, kDot, kPruned>(w, j, valid0, m0, k, n, bitmap, values, pruned);
     if constexpr (kDot) acc0 = add_dropped(acc0, w0, v, j, valid0 & ~m0);
     if (j + 16 >= d) break;
     const __mmask16 valid1 = lanes(d - j - 16);
     const __mmask16 m1 = keep.next(keys + j + 16, valid1);
-    const __m512 w1 = compact_chunk<DT, kDot>(w, j + 16, valid1, m1, k, n, bitmap, values);
+    const __m512 w1 = compact_chunk<DT, kDot, kPruned>(w, j + 16, valid1, m1, k, n, bitmap, values, pruned);
     if constexpr (kDot) acc1 = add_dropped(acc1, w1, v, j + 16, valid1 & ~m1);
   }
   return kDot ? _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) : 0.0f;
 }
 
-template <bool kDot>
+template <bool kDot, bool kPruned>
 float compact_row(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                  int64_t k, uint32_t* bitmap, void* values, const float* v) {
+                  int64_t k, uint32_t* bitmap, void* values, const float* v, void* pruned) {
   switch (dt) {
-    case DType::f32: return compact_row<DType::f32, kDot>(w, keys, d, th, k, bitmap, values, v);
-    case DType::f16: return compact_row<DType::f16, kDot>(w, keys, d, th, k, bitmap, values, v);
-    default: return compact_row<DType::bf16, kDot>(w, keys, d, th, k, bitmap, values, v);
+    case DType::f32: return compact_row<DType::f32, kDot, kPruned>(w, keys, d, th, k, bitmap, values, v, pruned);
+    case DType::f16: return compact_row<DType::f16, kDot, kPruned>(w, keys, d, th, k, bitmap, values, v, pruned);
+    default: return compact_row<DType::bf16, kDot, kPruned>(w, keys, d, th, k, bitmap, values, v, pruned);
   }
 }
 }  // namespace
 
 void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
                   int64_t k, uint32_t* bitmap, void* values) {
-  compact_row<false>(w, dt, keys, d, th, k, bitmap, values, nullptr);
+  compact_row<false, false>(w, dt, keys, d, th, k, bitmap, values, nullptr, nullptr);
 }
 
 float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
                        int64_t k, uint32_t* bitmap, void* values, const float* v) {
-  return compact_row<true>(w, dt, keys, d, th, k, bitmap, values, v);
+  return compact_row<true, false>(w, dt, keys, d, th, k, bitmap, values, v, nullptr);
+}
+
+float emit_pruned_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                          int64_t k, void* pruned, uint32_t* bitmap, void* values, const float* v) {
+  if (v) return compact_row<true, true>(w, dt, keys, d, th, k, bitmap, values, v, pruned);
+  return compact_row<false, true>(w, dt, keys, d, th, k, bitmap, values, nullptr, pruned);
 }
 
 namespace {

@@ -32,5 +32,26 @@ inline __mmask16 bitmap16(const uint32_t* bitmap, int64_t j) {
   return __mmask16(bitmap[j >> 5] >> (j & 31));
 }
 
+// Keep decisions of 16 keys at a time in column order (keys > tau, then the first ties == tau).
+struct Keeper {
+  __m512i tau;
+  int64_t ties_left;
+  Keeper(RowThreshold th) : tau(_mm512_set1_epi32(int32_t(th.tau))), ties_left(th.ties_kept) {}
+  inline __mmask16 next(const uint32_t* keys, __mmask16 valid) {
+    const __m512i v = _mm512_maskz_loadu_epi32(valid, keys);
+    const __mmask16 gt = _mm512_mask_cmpgt_epu32_mask(valid, v, tau);
+    const __mmask16 eq = _mm512_mask_cmpeq_epi32_mask(valid, v, tau);
+    return eq ? __mmask16(take_ties(gt, eq, ties_left)) : gt;
+  }
+};
+
+// Running sum of w[j] * v[j] over the dropped lanes of 16-column chunks, in two accumulators that
+// alternate by chunk (even chunks in acc[0]): pruned_dot and emit_compact_dot share this order, so
+// the plain phase and the prefill give the same offsets bit for bit. Callers step 32 columns at a
+// time and name the accumulator, so both stay in registers.
+inline __m512 add_dropped(__m512 acc, __m512 wf, const float* v, int64_t j, __mmask16 drop) {
+  return _mm512_fmadd_ps(_mm512_maskz_mov_ps(drop, wf), _mm512_maskz_loadu_ps(drop, v + j), acc);
+}
+
 }  // namespace
 }  // namespace mumoe::cpu::avx512

@@ -1,6 +1,5 @@
-// Standalone check of one CPU kernel table against the scalar one (no torch). Run the NEON table
-// under qemu from an x86 machine:
-//   aarch64-linux-gnu-g++ -std=c++20 -O2 -static -DMUMOE_HAVE_neon -DTABLE=kNeonKernels -I csrc csrc/cpu/tests/table_vs_scalar.cpp csrc/cpu/scalar/*.cpp csrc/cpu/neon/*.cpp -o /tmp/tvs && qemu-aarch64-static /tmp/tvs
+// Standalone check of one CPU kernel table against the scalar one (no torch). The NEON table runs
+// under qemu from an x86 machine: tools/test_neon.sh (in CI).
 // Natively for x86 tables: compile csrc/cpu/avx512/*.cpp (or avx2/) to objects with that folder's
 // -m flags (CMakeLists.txt), then g++ -std=c++20 -O2 -DMUMOE_HAVE_avx512 -DTABLE=kAvx512Kernels
 // -I csrc this file csrc/cpu/scalar/*.cpp csrc/cpu/cpu_features.cpp the objects.
@@ -101,7 +100,8 @@ void check_add_cols(const CpuKernels& K, const CpuKernels& S, DType dt, const st
   std::vector<float> add(n);
   // Multiples of 2^-9 and 2^-11 make ties (bf16 at 1.0: ulp 2^-7; f16: 2^-10), as row kind 2 has.
   for (int64_t i = 0; i < n; ++i)
-    add[i] = i % 5 == 2 ? float(int(rnd() % 9) - 4) * 0x1p-9f
+    add[i] = i % 7 == 6 ? (frand() - 0.5f) * 1e-6f  // f16 subnormals where the row is zero
+           : i % 5 == 2 ? float(int(rnd() % 9) - 4) * 0x1p-9f
            : i % 5 == 3 ? float(int(rnd() % 9) - 4) * 0x1p-11f
                         : (frand() - 0.5f) * (i % 5 == 0 ? 1e-3f : 4.0f);
   std::vector<uint8_t> got = y, got_s = y;
@@ -137,8 +137,21 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
   K.row_scores(w.data(), dt, norms.data(), d, keys.data());
   S.row_scores(w.data(), dt, norms.data(), d, keys_s.data());
   if (keys != keys_s) fail("row_scores", int(dt), d, kind);
+  uint32_t max_s = 0;
+  for (uint32_t key : keys_s) max_s = key > max_s ? key : max_s;
   for (int64_t k : {int64_t(1), d / 5 + 1, d / 2 + 1, d - d / 5, d}) {
     if (k < 1 || k > d) continue;
+    if (K.score_select) {  // every kind of hint: none, exact, near (inside the narrow range), off
+      const RowThreshold exact = S.row_select(keys_s.data(), d, k, kNoHint, scratch.data());
+      for (uint32_t hint : {kNoHint, exact.tau, exact.tau + (1u << 17), exact.tau - (exact.tau >> 6),
+                            keys_s[rnd() % d], 0u, 0x7f000000u}) {
+        std::vector<uint32_t> fk(d, 0x12345678);
+        uint32_t mk = 0xdeadbeef;
+        const RowThreshold t = K.score_select(w.data(), dt, norms.data(), d, k, hint, fk.data(), scratch.data(), &mk);
+        if (t.tau != exact.tau || t.ties_kept != exact.ties_kept || fk != keys_s || mk != max_s)
+          fail("score_select", int(dt), d, kind);
+      }
+    }
     // A random hint (right or wrong) must never change the result.
     const RowThreshold th = K.row_select(keys.data(), d, k, (rnd() & 1) ? kNoHint : keys[rnd() % d], scratch.data());
     const RowThreshold ts = S.row_select(keys.data(), d, k, kNoHint, scratch.data());
@@ -178,6 +191,17 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
     const float got_s = S.pruned_dot(w.data(), dt, keys.data(), d, ts, v.data());
     if (std::fabs(got - got_s) > 1e-5f * scale || std::fabs(got_s - want) > 1e-5f * scale)
       fail("pruned_dot", int(dt), d, kind);
+    if (K.emit_pruned_compact) {  // the fused prefill outputs, without and with the dot
+      for (const float* vv : {static_cast<const float*>(nullptr), static_cast<const float*>(v.data())}) {
+        std::vector<uint8_t> p3(es * d, 0x77), vals3(es * (k + 8), 0xab);
+        std::vector<uint32_t> bm3(words + 4, 0xdeadbeef);
+        const float off = K.emit_pruned_compact(w.data(), dt, keys.data(), d, th, k, p3.data(), bm3.data(),
+                                                vals3.data(), vv);
+        const bool dot_ok = !vv || std::memcmp(&off, &got, 4) == 0;  // pruned_dot's bits
+        if (p3 != pruned_s || bm3 != bm_s || vals3 != vals_s || !dot_ok)
+          fail(vv ? "emit_pruned_compact (dot)" : "emit_pruned_compact", int(dt), d, kind);
+      }
+    }
     std::vector<uint32_t> bm2(words + 4, 0xdeadbeef);
     std::vector<uint8_t> vals2(es * (k + 8), 0xab);
     const float fused = K.emit_compact_dot(w.data(), dt, keys.data(), d, th, k, bm2.data(), vals2.data(), v.data());
@@ -234,14 +258,29 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
 
 }  // namespace
 
+// The scalar fp32 -> bf16 / f16 rounding every table's add_cols tail uses, over magnitudes from
+// f16 subnormals to its largest finite value, against nearest16.
+void check_rounding() {
+  for (int i = 0; i < 200000; ++i) {
+    const float v = (rnd() & 1 ? -1.0f : 1.0f) * std::ldexp(1.0f + frand(), int(rnd() % 42) - 26);
+    if (std::fabs(v) < 65504.0f && float_to_f16(v) != nearest16(v, DType::f16)) fail("float_to_f16", 1, i, 0);
+    if (float_to_bf16(v) != nearest16(v, DType::bf16)) fail("float_to_bf16", 2, i, 0);
+  }
+  if (float_to_f16(70000.0f) != 0x7c00 || float_to_f16(-1e30f) != 0xfc00) fail("float_to_f16 overflow", 1, 0, 0);
+  if ((float_to_f16(std::nanf("")) & 0x7e00) != 0x7e00 || (float_to_bf16(std::nanf("")) & 0x7fc0) != 0x7fc0)
+    fail("NaN rounding", 0, 0, 0);
+}
+
 int main() {
   const CpuKernels& K = TABLE;
   const CpuKernels& S = kScalarKernels;
+  check_rounding();
   int rows = 0;
   for (DType dt : {DType::f32, DType::f16, DType::bf16})
     for (int64_t d : {1, 3, 7, 16, 33, 37, 100, 1000, 1031, 4096})
       for (int kind = 0; kind < 5; ++kind)
         for (int rep = 0; rep < 2; ++rep, ++rows) check_row(K, S, dt, kind, d);
-  std::printf("%s vs scalar: %d rows, %d failures\n", K.isa, rows, failures);
+  std::printf("%s%s%s vs scalar: %d rows, %d failures\n", K.isa, K.emit_variant ? " + emit " : "",
+              K.emit_variant ? K.emit_variant : "", rows, failures);
   return failures != 0;
 }
