@@ -37,8 +37,14 @@ void select_rows(const at::Tensor& weight, const at::Tensor& norms, int64_t k, i
       const char* w = wp + es * i * d;
       const RowThreshold th = sel.select(K, w, dt, np + (batched ? b * d : 0), k);
       if (out.mask) K.emit_mask(sel.keys(), d, th, out.mask + r * d);
-      if (out.pruned) K.emit_pruned(w, dt, sel.keys(), d, th, out.pruned + es * r * d, out.streaming);
       const float* center = out.offset ? out.center + (batched ? b * d : 0) : nullptr;
+      if (out.pruned && out.bitmap && K.emit_pruned_compact) {  // one pass for all three
+        const float off = K.emit_pruned_compact(w, dt, sel.keys(), d, th, k, out.pruned + es * r * d,
+                                                out.bitmap + r * words, out.values + es * r * k, center);
+        if (out.offset) out.offset[r] = off;
+        continue;
+      }
+      if (out.pruned) K.emit_pruned(w, dt, sel.keys(), d, th, out.pruned + es * r * d, out.streaming);
       if (out.bitmap && out.offset)
         out.offset[r] = K.emit_compact_dot(w, dt, sel.keys(), d, th, k, out.bitmap + r * words,
                                            out.values + es * r * k, center);
