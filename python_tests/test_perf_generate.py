@@ -85,3 +85,23 @@ def test_cli_writes_json_and_markdown(tmp_path, monkeypatch):
     assert {"cpu", "torch", "transformers", "commit", "command"} <= set(data["machine"])
     assert [r["method"] for r in data["records"]] == ["dense", "mumoe"]
     assert "decode ms/token" in md.read_text()
+
+
+def test_cli_plot_without_matplotlib_fails_before_the_run(monkeypatch):
+    import builtins
+    from mumoe_ext import cli
+    import mumoe_ext.perf.generate_bench as gb
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran before the missing plot dependency was reported")
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    monkeypatch.setattr(gb, "bench_generate", must_not_run)
+    with pytest.raises(RuntimeError, match="needs matplotlib"):
+        cli.main(["bench-generate", "--shape", "tinyllama-1.1b", "--plot", "x.png"])

@@ -73,6 +73,9 @@ def run(args) -> int:
 
     from ..cli import DTYPES
     from .generate_bench import bench_generate, markdown_table
+    if args.plot:  # before the run, not after minutes of it
+        from .plot import require_matplotlib
+        require_matplotlib()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, DTYPES[args.dtype])

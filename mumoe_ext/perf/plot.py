@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 
-def plot_records(records, title: str, path: str) -> None:
+LABELS = {"dense": "dense", "mumoe": "µ-MoE", "mumoe-plus": "µ-MoE+"}
+
+
+def require_matplotlib():
+    """The matplotlib module, or a RuntimeError saying how to get it (the `plot` extra)."""
     try:
         import matplotlib
     except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install matplotlib") from None
+        raise RuntimeError("--plot needs matplotlib: pip install matplotlib "
+                           "(the 'bench' extra)") from None
+    return matplotlib
+
+
+def plot_records(records, title: str, path: str) -> None:
+    matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels = ["dense" if r.method == "dense" else f"µ-MoE {r.density:g}" for r in records]
+    labels = [LABELS.get(r.method, r.method) + ("" if r.method == "dense" else f" {r.density:g}")
+              for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, key, unit in ((axes[0], "prefill_ms", "prefill (ms)"),
                           (axes[1], "decode_ms", "decode (ms / token)")):
