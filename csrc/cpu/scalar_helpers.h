@@ -46,12 +46,15 @@ inline float load_as_float(const void* p, DType dt, int64_t i) {
 
 inline int64_t dtype_size(DType dt) { return dt == DType::f32 ? 4 : 2; }
 
-// fp32 -> bf16 bits, rounded to nearest even as c10::BFloat16 rounds (a NaN stays a quiet NaN).
-inline uint16_t float_to_bf16(float f) {
-  const uint32_t u = float_to_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+// fp32 bits -> bf16 bits (in the low 16 of each 32), rounded to nearest even as c10::BFloat16
+// rounds, a NaN kept a quiet NaN. One expression for a uint32_t and for a GCC vector of them: the
+// ISA folders apply it to whole registers (U = uint32_t __attribute__((vector_size(...)))).
+template <class U>
+inline U bf16_bits(U u) {
+  return (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
+
+inline uint16_t float_to_bf16(float f) { return uint16_t(bf16_bits(float_to_bits(f))); }
 
 // fp32 -> f16 bits, rounded to nearest even, overflow to inf, NaN a quiet NaN (no _Float16: GCC 12
 // has none for C++ on AArch64).

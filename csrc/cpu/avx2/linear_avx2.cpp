@@ -161,19 +161,15 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
 }
 
 namespace {
-// Eight fp32 lanes rounded to nearest even into 16-bit floats (bf16 by integer rounding; NaN stays
-// a quiet NaN).
+// Eight fp32 lanes rounded to nearest even into 16-bit floats (bf16 with the scalar rounding
+// applied to the whole register).
 template <DType DT>
 inline __m128i narrow8(__m256 v) {
   if constexpr (DT == DType::f16) {
     return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   } else {
-    const __m256i u = _mm256_castps_si256(v);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
-    const __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    return narrow8_u16(_mm256_blendv_epi8(r, q, nan));
+    using u32x8 = uint32_t __attribute__((vector_size(32)));
+    return narrow8_u16(__m256i(bf16_bits(u32x8(_mm256_castps_si256(v)))));
   }
 }
 

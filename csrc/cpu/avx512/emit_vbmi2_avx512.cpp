@@ -4,20 +4,13 @@
 // word is stored whole. Only this file is compiled for VBMI2; the avx512 table points at it when
 // cpu_features() reports it. fp32 rows go to the base kernels. Same outputs bit for bit (the dot
 // keeps pruned_dot's order: even 16-column chunks in one accumulator, odd ones in the other).
+#include "cpu/avx512/kernels_avx512.h"
 #include "cpu/avx512/simd_avx512.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512vbmi2")
 
 namespace mumoe::cpu::avx512 {
-
-// The base kernels (select_avx512.cpp), for fp32 rows.
-void emit_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                  int64_t k, uint32_t* bitmap, void* values);
-float emit_compact_dot(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                       int64_t k, uint32_t* bitmap, void* values, const float* v);
-float emit_pruned_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
-                          int64_t k, void* pruned, uint32_t* bitmap, void* values, const float* v);
 
 namespace {
 

@@ -1,5 +1,6 @@
 // AVX-512 norm, masking and small-T product kernels. The compact format is read with vpexpandd
 // (register form) driven by the bitmap word, and popcount offsets into the packed values.
+#include "cpu/avx512/kernels_avx512.h"
 #include "cpu/avx512/simd_avx512.h"
 
 namespace mumoe::cpu::avx512 {
@@ -165,19 +166,15 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
 }
 
 namespace {
-// 16 fp32 lanes rounded to nearest even into 16-bit floats (bf16 by integer rounding: the
-// AVX512-BF16 instruction is not in this folder's flags; NaN stays a quiet NaN).
+// 16 fp32 lanes rounded to nearest even into 16-bit floats (bf16 with the scalar rounding applied
+// to the whole register: the AVX512-BF16 instruction is not in this folder's flags).
 template <DType DT>
 inline __m256i narrow16(__m512 v) {
   if constexpr (DT == DType::f16) {
     return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   } else {
-    const __m512i u = _mm512_castps_si512(v);
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-    return _mm512_cvtepi32_epi16(r);
+    using u32x16 = uint32_t __attribute__((vector_size(64)));
+    return _mm512_cvtepi32_epi16(__m512i(bf16_bits(u32x16(_mm512_castps_si512(v)))));
   }
 }
 

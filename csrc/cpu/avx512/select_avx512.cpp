@@ -3,6 +3,7 @@
 // Zen 4). Masked stores are slow there too, so full vectors are stored plainly wherever the
 // destination has room (scratch has 16 spare lanes; compact values up to k) and masks are kept
 // for the tails.
+#include "cpu/avx512/kernels_avx512.h"
 #include "cpu/avx512/simd_avx512.h"
 
 namespace mumoe::cpu::avx512 {

@@ -3,6 +3,7 @@
 // tokens, which the caller hands over in bf16 (sparse_linear's x has the values' dtype), so the
 // inner loop does no conversion. Only this file is compiled for the extra extensions; the avx512
 // table points at it when cpu_features() reports them.
+#include "cpu/avx512/kernels_avx512.h"
 #include "cpu/avx512/simd_avx512.h"
 
 #pragma GCC push_options

@@ -104,13 +104,20 @@ void check_add_cols(const CpuKernels& K, const CpuKernels& S, DType dt, const st
            : i % 5 == 2 ? float(int(rnd() % 9) - 4) * 0x1p-9f
            : i % 5 == 3 ? float(int(rnd() % 9) - 4) * 0x1p-11f
                         : (frand() - 0.5f) * (i % 5 == 0 ? 1e-3f : 4.0f);
+  if (n > 9) add[9] = std::nanf("");  // NaN stays NaN (its payload may differ between kernels)
   std::vector<uint8_t> got = y, got_s = y;
   K.add_cols(got.data(), dt, T, n, ld, add.data());
   S.add_cols(got_s.data(), dt, T, n, ld, add.data());
-  if (got != got_s) fail("add_cols", int(dt), n, kind);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < ld; ++i) {
       const int64_t at = t * ld + i;
+      const bool nan = i == 9 && n > 9;
+      if (nan != std::isnan(load_as_float(got.data(), dt, at)) || nan != std::isnan(load_as_float(got_s.data(), dt, at)) ||
+          (!nan && std::memcmp(&got[es * at], &got_s[es * at], es) != 0)) {
+        fail("add_cols", int(dt), n, kind);
+        return;
+      }
+      if (nan) continue;
       bool ok;
       if (i >= n) {
         ok = std::memcmp(&got_s[es * at], &y[es * at], es) == 0;

@@ -1,0 +1,23 @@
+// The avx512 folder's kernels: the base table's (MUMOE_DECLARE_CPU_KERNELS) and the extras that
+// table_avx512.cpp fills in (fused prefill kernels; VBMI2 / AVX512-BF16 variants).
+#pragma once
+#include "cpu/kernel_decls.h"
+
+namespace mumoe::cpu::avx512 {
+MUMOE_DECLARE_CPU_KERNELS()
+// select_avx512.cpp
+RowThreshold score_select(const void* w, DType dt, const float* norms, int64_t d, int64_t k,
+                          uint32_t hint, uint32_t* keys, uint32_t* scratch, uint32_t* max_key);
+float emit_pruned_compact(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                          int64_t k, void* pruned, uint32_t* bitmap, void* values, const float* v);
+// emit_vbmi2_avx512.cpp
+void emit_compact_vbmi2(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                        int64_t k, uint32_t* bitmap, void* values);
+float emit_compact_dot_vbmi2(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                             int64_t k, uint32_t* bitmap, void* values, const float* v);
+float emit_pruned_compact_vbmi2(const void* w, DType dt, const uint32_t* keys, int64_t d, RowThreshold th,
+                                int64_t k, void* pruned, uint32_t* bitmap, void* values, const float* v);
+// sparse_dot_bf16_avx512.cpp
+void sparse_dot_bf16_vbmi2(const uint16_t* x, int64_t T, const uint32_t* bitmap,
+                           const uint16_t* values, int64_t d, int64_t k, float* out);
+}  // namespace mumoe::cpu::avx512
