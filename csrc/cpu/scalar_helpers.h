@@ -233,24 +233,16 @@ inline BinBracket guess_bins(const uint32_t* keys, int64_t d, int64_t k) {
   }
 }
 
-// select_among of the keys in bins lo..hi: they lie in [lo << kTopShift, that + 2^span_bits).
-inline RowThreshold select_in_bins(uint32_t* cand, int64_t n, int64_t want, BinBracket r) {
-  const int span_bits = kTopShift + (r.hi == r.lo ? 0 : 32 - __builtin_clz(r.hi - r.lo));
-  return select_among(cand, n, want, r.lo << kTopShift, span_bits);
-}
-
-// Top-digit bins around the threshold `hint` of a similar row: one bin (1/8 octave) either side.
-inline BinBracket bracket_near(uint32_t hint) {
-  const uint32_t b = hint >> kTopShift;
-  return BinBracket{b > 0 ? b - 1 : 0, b + 1 < kTopBins ? b + 1 : kTopBins - 1};
-}
-
-// Keys in [lo, hi): the narrow bracket a fused scoring pass packs around a similar row's threshold
-// (score_select), finer than bracket_near's bins: fewer candidates for select_among, at the price
-// of more misses (then the usual search runs on the stored keys).
+// Keys in [lo, hi): a bracket of top-digit bins (keys_of), or the narrow one a fused scoring pass
+// packs around a similar row's threshold (range_near, score_select), finer than bracket_near's
+// bins: fewer candidates for select_among, at the price of more misses (then the usual search runs
+// on the stored keys).
 struct KeyRange {
   uint32_t lo, hi;
 };
+
+// The keys of top-digit bins lo..hi ((hi + 1) << kTopShift <= 2^31: keys are below).
+inline KeyRange keys_of(BinBracket r) { return KeyRange{r.lo << kTopShift, (r.hi + 1) << kTopShift}; }
 constexpr int kNearShift = 19;  // steps of 2^19 key units: 1/16 octave
 
 // The hint's step and one step either side (keys are < 2^31, so hi is clamped there).
@@ -265,6 +257,17 @@ inline RowThreshold select_in_range(uint32_t* cand, int64_t n, int64_t want, Key
   const uint32_t span = r.hi - r.lo;
   const int span_bits = span <= 1 ? 0 : 32 - __builtin_clz(span - 1);
   return select_among(cand, n, want, r.lo, span_bits);
+}
+
+// select_among of the keys in bins lo..hi.
+inline RowThreshold select_in_bins(uint32_t* cand, int64_t n, int64_t want, BinBracket r) {
+  return select_in_range(cand, n, want, keys_of(r));
+}
+
+// Top-digit bins around the threshold `hint` of a similar row: one bin (1/8 octave) either side.
+inline BinBracket bracket_near(uint32_t hint) {
+  const uint32_t b = hint >> kTopShift;
+  return BinBracket{b > 0 ? b - 1 : 0, b + 1 < kTopBins ? b + 1 : kTopBins - 1};
 }
 
 // Threshold from a bracket of bins when one holds the k-th largest key: first around `hint`, then

@@ -1,12 +1,11 @@
 """A PNG of a bench-generate run: prefill ms and decode ms/token per configuration."""
 from __future__ import annotations
 
-
-LABELS = {"dense": "dense", "mumoe": "µ-MoE", "mumoe-plus": "µ-MoE+"}
+from ..eval.tables import METHOD_LABEL
 
 
 def require_matplotlib():
-    """The matplotlib module, or a RuntimeError saying how to get it (the `plot` extra)."""
+    """The matplotlib module, or a RuntimeError saying how to get it (the `bench` extra)."""
     try:
         import matplotlib
     except ImportError:
@@ -19,7 +18,7 @@ def plot_records(records, title: str, path: str) -> None:
     matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels = [LABELS.get(r.method, r.method) + ("" if r.method == "dense" else f" {r.density:g}")
+    labels = [METHOD_LABEL.get(r.method, r.method) + ("" if r.method == "dense" else f" {r.density:g}")
               for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, key, unit in ((axes[0], "prefill_ms", "prefill (ms)"),

@@ -9,19 +9,39 @@
 namespace mumoe::cpu::avx512 {
 
 namespace {
+// The score keys of columns j..j+16 (lanes outside m zero). One rounding, like the reference; the
+// AND clears the sign of a default NaN (inf * 0).
+template <DType DT>
+inline __m512i key16(const void* w, const float* norms, int64_t j, __mmask16 m) {
+  const __m512 s = _mm512_mul_ps(_mm512_abs_ps(load16<DT>(w, j, m)),
+                                 _mm512_abs_ps(_mm512_maskz_loadu_ps(m, norms + j)));
+  return _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff));
+}
+
 template <DType DT>
 void scores_of(const void* w, const float* norms, int64_t d, uint32_t* keys) {
-  const __m512i abs_bits = _mm512_set1_epi32(0x7fffffff);
-  // One rounding, like the reference; the AND clears the sign of a default NaN (inf * 0).
-  auto key16 = [&](int64_t j, __mmask16 m) {
-    const __m512 s = _mm512_mul_ps(_mm512_abs_ps(load16<DT>(w, j, m)),
-                                   _mm512_abs_ps(_mm512_maskz_loadu_ps(m, norms + j)));
-    return _mm512_and_si512(_mm512_castps_si512(s), abs_bits);
-  };
   int64_t j = 0;
-  for (; j + 16 <= d; j += 16) _mm512_storeu_si512(keys + j, key16(j, 0xffff));
-  if (j < d) _mm512_mask_storeu_epi32(keys + j, lanes(d - j), key16(j, lanes(d - j)));
+  for (; j + 16 <= d; j += 16) _mm512_storeu_si512(keys + j, key16<DT>(w, norms, j, 0xffff));
+  if (j < d) _mm512_mask_storeu_epi32(keys + j, lanes(d - j), key16<DT>(w, norms, j, lanes(d - j)));
 }
+
+// Keys in [lo, hi) packed into scratch in column order (n of them), and the count of keys >= hi,
+// 16 keys at a time: the bracket passes of the selection.
+struct RangePacker {
+  __m512i lo, width, hi, gt = _mm512_setzero_si512();
+  int64_t n = 0;
+  RangePacker(uint32_t lo_, uint32_t hi_)  // hi_ <= 2^31: keys are below
+      : lo(_mm512_set1_epi32(int32_t(lo_))), width(_mm512_set1_epi32(int32_t(hi_ - lo_))),
+        hi(_mm512_set1_epi32(int32_t(hi_))) {}
+  inline void add(__m512i v, __mmask16 valid, uint32_t* scratch) {
+    // lo <= v < hi as one unsigned compare of v - lo (keys below lo wrap around to large values).
+    const __mmask16 in = _mm512_mask_cmplt_epu32_mask(valid, _mm512_sub_epi32(v, lo), width);
+    gt = _mm512_mask_sub_epi32(gt, _mm512_mask_cmpge_epu32_mask(valid, v, hi), gt, _mm512_set1_epi32(-1));
+    _mm512_storeu_si512(scratch + n, _mm512_maskz_compress_epi32(in, v));
+    n += __builtin_popcount(in);
+  }
+  int64_t above() const { return _mm512_reduce_add_epi32(gt); }
+};
 }  // namespace
 
 void row_scores(const void* w, DType dt, const float* norms, int64_t d, uint32_t* keys) {
@@ -56,23 +76,14 @@ uint32_t top_bin_exact(const uint32_t* keys, int64_t d, int64_t k, int64_t* abov
 // One pass over the row: *above = #keys in bins above r.hi; the keys of bins r.lo..r.hi are packed
 // into scratch and counted (the return value).
 int64_t bracket_pass(const uint32_t* keys, int64_t d, BinBracket r, uint32_t* scratch, int64_t* above) {
-  const __m512i lo = _mm512_set1_epi32(int32_t(r.lo << kTopShift));
-  const __m512i hi = _mm512_set1_epi32(int32_t((r.hi + 1) << kTopShift));  // <= 2^31: keys are below
-  const __m512i width = _mm512_sub_epi32(hi, lo);
-  const __m512i minus_one = _mm512_set1_epi32(-1);
-  __m512i gt = _mm512_setzero_si512();
-  int64_t n = 0;
+  const KeyRange range = keys_of(r);
+  RangePacker pack(range.lo, range.hi);
   for (int64_t j = 0; j < d; j += 16) {
     const __mmask16 valid = lanes(d - j);
-    const __m512i v = _mm512_maskz_loadu_epi32(valid, keys + j);
-    // lo <= v < hi as one unsigned compare of v - lo (keys below lo wrap around to large values).
-    const __mmask16 in = _mm512_mask_cmplt_epu32_mask(valid, _mm512_sub_epi32(v, lo), width);
-    gt = _mm512_mask_sub_epi32(gt, _mm512_cmpge_epu32_mask(v, hi), gt, minus_one);
-    _mm512_storeu_si512(scratch + n, _mm512_maskz_compress_epi32(in, v));
-    n += __builtin_popcount(in);
+    pack.add(_mm512_maskz_loadu_epi32(valid, keys + j), valid, scratch);
   }
-  *above = _mm512_reduce_add_epi32(gt);
-  return n;
+  *above = pack.above();
+  return pack.n;
 }
 
 }  // namespace
@@ -88,32 +99,24 @@ RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t hin
 }
 
 namespace {
-// row_scores, and in the same pass the keys in [lo, hi) packed into scratch (their count
-// returned), *above = #keys >= hi and *max_key = the largest key.
+// row_scores, and in the same pass the keys in r packed into scratch (their count returned),
+// *above = #keys >= r.hi and *max_key = the largest key.
 template <DType DT>
-int64_t scores_in_range(const void* w, const float* norms, int64_t d, uint32_t* keys, uint32_t lo,
-                        uint32_t hi, uint32_t* scratch, int64_t* above, uint32_t* max_key) {
-  const __m512i abs_bits = _mm512_set1_epi32(0x7fffffff);
-  const __m512i vlo = _mm512_set1_epi32(int32_t(lo)), width = _mm512_set1_epi32(int32_t(hi - lo));
-  const __m512i vhi = _mm512_set1_epi32(int32_t(hi)), minus_one = _mm512_set1_epi32(-1);
-  __m512i gt = _mm512_setzero_si512(), top = _mm512_setzero_si512();
-  int64_t n = 0;
+int64_t scores_in_range(const void* w, const float* norms, int64_t d, uint32_t* keys, KeyRange r,
+                        uint32_t* scratch, int64_t* above, uint32_t* max_key) {
+  RangePacker pack(r.lo, r.hi);
+  __m512i top = _mm512_setzero_si512();
   for (int64_t j = 0; j < d; j += 16) {
     const __mmask16 valid = lanes(d - j);
-    const __m512 s = _mm512_mul_ps(_mm512_abs_ps(load16<DT>(w, j, valid)),
-                                   _mm512_abs_ps(_mm512_maskz_loadu_ps(valid, norms + j)));
-    const __m512i key = _mm512_and_si512(_mm512_castps_si512(s), abs_bits);  // as scores_of
+    const __m512i key = key16<DT>(w, norms, j, valid);
     if (valid == 0xffff) _mm512_storeu_si512(keys + j, key);
     else _mm512_mask_storeu_epi32(keys + j, valid, key);
     top = _mm512_max_epu32(top, key);  // lanes past d are 0
-    const __mmask16 in = _mm512_mask_cmplt_epu32_mask(valid, _mm512_sub_epi32(key, vlo), width);
-    gt = _mm512_mask_sub_epi32(gt, _mm512_mask_cmpge_epu32_mask(valid, key, vhi), gt, minus_one);
-    _mm512_storeu_si512(scratch + n, _mm512_maskz_compress_epi32(in, key));
-    n += __builtin_popcount(in);
+    pack.add(key, valid, scratch);
   }
-  *above = _mm512_reduce_add_epi32(gt);
+  *above = pack.above();
   *max_key = _mm512_reduce_max_epu32(top);
-  return n;
+  return pack.n;
 }
 }  // namespace
 
@@ -123,9 +126,9 @@ RowThreshold score_select(const void* w, DType dt, const float* norms, int64_t d
   const KeyRange r = hint != kNoHint ? range_near(hint) : KeyRange{0, 0};
   int64_t above = 0, n = 0;
   switch (dt) {
-    case DType::f32: n = scores_in_range<DType::f32>(w, norms, d, keys, r.lo, r.hi, scratch, &above, max_key); break;
-    case DType::f16: n = scores_in_range<DType::f16>(w, norms, d, keys, r.lo, r.hi, scratch, &above, max_key); break;
-    default: n = scores_in_range<DType::bf16>(w, norms, d, keys, r.lo, r.hi, scratch, &above, max_key); break;
+    case DType::f32: n = scores_in_range<DType::f32>(w, norms, d, keys, r, scratch, &above, max_key); break;
+    case DType::f16: n = scores_in_range<DType::f16>(w, norms, d, keys, r, scratch, &above, max_key); break;
+    default: n = scores_in_range<DType::bf16>(w, norms, d, keys, r, scratch, &above, max_key); break;
   }
   if (hint != kNoHint && above < k && k <= above + n) return select_in_range(scratch, n, k - above, r);
   // Missed (or no hint): the row's keys are stored; the usual search, which tries the coarser
