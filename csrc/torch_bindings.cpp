@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "cpu/buffer_pool.h"
 #include "cpu/dispatch.h"
 #include "cpu/row_selector.h"
 
@@ -62,4 +63,11 @@ PYBIND11_MODULE(_C, m) {
       throw py::value_error(e.what_without_backtrace());
     }
   }, "Force a CPU path ('' restores the best one).");
+  m.def("empty_cache", &mumoe::cpu::pool_empty_cache,
+        "Free the CPU buffer pool's idle buffers and restart its peak from the bytes live now.");
+  m.def("memory_stats", [] {
+    const mumoe::cpu::PoolStats s = mumoe::cpu::pool_stats();
+    return py::dict(py::arg("live_bytes") = s.live_bytes, py::arg("idle_bytes") = s.idle_bytes,
+                    py::arg("peak_live_bytes") = s.peak_live_bytes, py::arg("idle_cap_bytes") = s.cap_bytes);
+  }, "The CPU buffer pool's live, idle and peak-live bytes and its idle cap.");
 }

@@ -15,6 +15,7 @@ except ValueError as _e:
     raise ImportError(f"mumoe_ext: {_e}") from None
 
 from .build_info import build_info, cpu_isa, set_cpu_isa
+from .memory import empty_cache, memory_stats
 from .ops import (col_norms, masked_linear, prune_rows, prune_rows_centered, sparse_linear,
                   wanda_linear, wanda_linear_centered, wanda_linear_compact, wanda_mask,
                   wanda_prune)
@@ -24,7 +25,8 @@ from . import autograd as _autograd  # noqa: F401  (registers the ops' backward 
 __version__ = _C.version
 __all__ = ["col_norms", "wanda_mask", "wanda_prune", "masked_linear", "wanda_linear",
            "wanda_linear_compact", "wanda_linear_centered", "prune_rows", "prune_rows_centered",
-           "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa", "sparsify",
+           "sparse_linear", "RowSparse", "build_info", "set_cpu_isa", "cpu_isa", "empty_cache",
+           "memory_stats", "sparsify",
            "restore", "load_model", "MuMoELinear", "perplexity"]
 
 # The model layer and the harness import transformers: load them on first use, not with the kernels.

@@ -60,7 +60,7 @@ def _rss_bytes():
 
 
 # Resident memory may grow by at most this much over 10,000 calls after a warm-up: the pool keeps
-# <= MUMOE_CPU_POOL_MB (256 MiB) idle and the warm-up fills it; what is left is allocator noise.
+# at most its peak of live bytes idle (>= 256 MiB) and the warm-up fills it; what is left is allocator noise.
 RSS_BUDGET = 24 * 2**20
 
 

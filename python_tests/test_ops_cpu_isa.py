@@ -145,6 +145,11 @@ def _cpu_flags() -> set:
 
 AVX512_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
 VBMI2_BF16_FLAGS = AVX512_FLAGS | {"avx512_vbmi2", "avx512_bf16"}
+AMX_FLAGS = AVX512_FLAGS | {"amx_tile", "amx_bf16"}
+
+
+def _amx_on() -> bool:
+    return os.environ.get("MUMOE_CPU_NO_AMX", "0") in ("", "0")
 # The avx512 table's fused prefill kernels (every AVX-512 CPU).
 AVX512_FUSED = ["score_select", "emit_pruned_compact"]
 
@@ -163,6 +168,7 @@ def test_optional_kernels_run_exactly_where_the_cpu_has_them():
         if isa == "avx512":
             want = (["sparse_dot_bf16"] if VBMI2_BF16_FLAGS <= flags else []) + AVX512_FUSED
             want += ["emit_compact_vbmi2"] if "avx512_vbmi2" in flags else []
+            want += ["block_gemm_amx"] if AMX_FLAGS <= flags and _amx_on() else []
         assert got == want, isa
 
 
@@ -175,6 +181,7 @@ import mumoe_ext
 from mumoe_ext import reference
 from helpers_ops import assert_linear_close
 fused = ["score_select", "emit_pruned_compact"] if mumoe_ext.build_info()["cpu_isa"] == "avx512" else []
+fused += [k for k in mumoe_ext.build_info()["cpu_optional_kernels"] if k == "block_gemm_amx"]
 assert mumoe_ext.build_info()["cpu_optional_kernels"] == fused, mumoe_ext.build_info()
 torch.manual_seed(0)
 for d_out, d_in in [(7, 37), (33, 300), (16, 1024)]:
@@ -206,6 +213,37 @@ def test_plain_avx512_kernels_when_vbmi2_bf16_is_switched_off():
     env = dict(os.environ, MUMOE_CPU_NO_VBMI2_BF16="1", PYTHONPATH=str(ROOT))
     env.pop("MUMOE_CPU_ISA", None)
     r = subprocess.run([sys.executable, "-c", NO_VBMI2_DRIVER, str(ROOT / "python_tests")], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("ok")
+
+
+# On an AMX machine the bf16 blocked prefill runs our AMX block GEMM; MUMOE_CPU_NO_AMX=1 gives the
+# vendor GEMM path instead. Both must give the reference's product and compact weight (the suite
+# itself runs whichever this machine has).
+NO_AMX_DRIVER = """
+import os, sys, torch
+sys.path.insert(0, sys.argv[1])
+import mumoe_ext
+from mumoe_ext import reference
+from helpers_ops import assert_linear_close
+assert "block_gemm_amx" not in mumoe_ext.build_info()["cpu_optional_kernels"], mumoe_ext.build_info()
+torch.manual_seed(0)
+os.environ["MUMOE_CPU_PREFILL"] = "blocked"
+for T, d_out, d_in in [(9, 7, 37), (40, 33, 300), (100, 70, 1024)]:
+    x, w, b = torch.randn(T, d_in).bfloat16(), torch.randn(d_out, d_in).bfloat16(), torch.randn(d_out).bfloat16()
+    y, rs = mumoe_ext.wanda_linear_compact(x, w, b, 0.5)
+    want = reference.prune_rows(w, reference.col_norms(x), 0.5)
+    assert torch.equal(rs.bitmap, want.bitmap) and torch.equal(rs.values, want.values)
+    assert_linear_close(y, reference.wanda_linear(x, w, b, 0.5), x, want.to_dense(), bias=b)
+print("ok")
+"""
+
+
+def test_vendor_gemm_prefill_when_amx_is_switched_off():
+    env = dict(os.environ, MUMOE_CPU_NO_AMX="1", PYTHONPATH=str(ROOT))
+    env.pop("MUMOE_CPU_ISA", None)
+    r = subprocess.run([sys.executable, "-c", NO_AMX_DRIVER, str(ROOT / "python_tests")], env=env,
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith("ok")

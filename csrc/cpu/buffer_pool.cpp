@@ -1,5 +1,6 @@
 #include "cpu/buffer_pool.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -11,10 +12,13 @@ namespace {
 constexpr size_t kMinPooledBytes = size_t(4) << 20;  // below this malloc already reuses blocks
 constexpr size_t kAlign = 4096;
 
-size_t idle_cap_bytes() {
+constexpr size_t kAuto = ~size_t(0);
+
+// MUMOE_CPU_POOL_MB, or kAuto when unset.
+size_t configured_cap() {
   static const size_t cap = [] {
     const char* env = std::getenv("MUMOE_CPU_POOL_MB");
-    return size_t(env && *env ? std::strtoull(env, nullptr, 10) : 256) << 20;
+    return env && *env ? size_t(std::strtoull(env, nullptr, 10)) << 20 : kAuto;
   }();
   return cap;
 }
@@ -23,7 +27,25 @@ struct Pool {
   std::mutex mu;
   std::multimap<size_t, void*> idle;         // capacity -> buffer
   std::unordered_map<void*, size_t> capacity;  // every live or idle buffer
-  size_t idle_bytes = 0;
+  size_t idle_bytes = 0, live_bytes = 0, peak_live_bytes = 0;
+
+  // Idle bytes kept: MUMOE_CPU_POOL_MB, or by default as much as was ever live at once (so a
+  // process never holds more than its own peak: the next prompt of the same model reuses every
+  // buffer the last one freed, and pays no page faults), at least 256 MiB.
+  size_t cap() const {
+    const size_t c = configured_cap();
+    return c != kAuto ? c : std::max(size_t(256) << 20, peak_live_bytes);
+  }
+
+  void trim(size_t keep) {  // drop the largest idle buffers until at most `keep` bytes are idle
+    while (idle_bytes > keep && !idle.empty()) {
+      auto last = std::prev(idle.end());
+      idle_bytes -= last->first;
+      capacity.erase(last->second);
+      std::free(last->second);
+      idle.erase(last);
+    }
+  }
 
   void* take(size_t cap) {
     {
@@ -33,6 +55,7 @@ struct Pool {
         void* p = it->second;
         idle.erase(it);
         idle_bytes -= cap;
+        live_bytes += cap;
         return p;
       }
     }
@@ -40,6 +63,8 @@ struct Pool {
     TORCH_CHECK(p, "mumoe: out of memory allocating ", cap, " bytes");
     std::lock_guard<std::mutex> g(mu);
     capacity[p] = cap;
+    live_bytes += cap;
+    peak_live_bytes = std::max(peak_live_bytes, live_bytes);
     return p;
   }
 
@@ -48,13 +73,8 @@ struct Pool {
     const size_t cap = capacity.at(p);
     idle.emplace(cap, p);
     idle_bytes += cap;
-    while (idle_bytes > idle_cap_bytes() && !idle.empty()) {  // drop the largest idle buffers
-      auto last = std::prev(idle.end());
-      idle_bytes -= last->first;
-      capacity.erase(last->second);
-      std::free(last->second);
-      idle.erase(last);
-    }
+    live_bytes -= cap;
+    trim(this->cap());
   }
 };
 
@@ -70,10 +90,23 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options)
   int64_t numel = 1;
   for (int64_t s : sizes) numel *= s;
   const size_t bytes = size_t(numel) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
-  if (bytes < kMinPooledBytes || idle_cap_bytes() == 0) return at::empty(sizes, options);
+  if (bytes < kMinPooledBytes || configured_cap() == 0) return at::empty(sizes, options);
   const size_t cap = (bytes + kAlign - 1) / kAlign * kAlign;
   void* p = pool().take(cap);
   return at::from_blob(p, sizes, [](void* q) { pool().give_back(q); }, options);
+}
+
+void pool_empty_cache() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mu);
+  p.trim(0);
+  p.peak_live_bytes = p.live_bytes;
+}
+
+PoolStats pool_stats() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mu);
+  return {p.live_bytes, p.idle_bytes, p.peak_live_bytes, p.cap()};
 }
 
 }  // namespace mumoe::cpu

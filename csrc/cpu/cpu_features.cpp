@@ -5,6 +5,10 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #include <cstdint>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 namespace mumoe::cpu {
@@ -15,6 +19,17 @@ uint64_t xgetbv0() {
   uint32_t lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return (uint64_t(hi) << 32) | lo;
+}
+
+// Linux enables AMX's tile data per process, on request (once; the vendor GEMM asks the same).
+bool amx_permitted(uint64_t xcr0) {
+  if ((xcr0 & 0x60000) != 0x60000) return false;  // XTILECFG + XTILEDATA
+#if defined(__linux__)
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
 }
 
 CpuFeatures detect() {
@@ -34,11 +49,15 @@ CpuFeatures detect() {
   f.avx2_fma_f16c = ymm_os && avx2 && fma && f16c;
   f.avx512 = f.avx2_fma_f16c && zmm_os && f512 && dq && bw && vl;
   const bool vbmi2 = c & (1u << 6);
+  const bool amx = (d & (1u << 24)) && (d & (1u << 22));  // AMX-TILE, AMX-BF16
   __cpuid_count(7, 1, a, b, c, d);
   // MUMOE_CPU_NO_VBMI2_BF16=1 hides both optional extensions (to test the plain AVX-512 path).
   const char* off = std::getenv("MUMOE_CPU_NO_VBMI2_BF16");
   f.avx512_vbmi2 = f.avx512 && vbmi2 && !(off && *off && *off != '0');
   f.avx512_vbmi2_bf16 = f.avx512_vbmi2 && (a & (1u << 5));
+  // MUMOE_CPU_NO_AMX=1 hides AMX (to test the vendor-GEMM prefill on an AMX machine).
+  const char* no_amx = std::getenv("MUMOE_CPU_NO_AMX");
+  f.amx_bf16 = f.avx512 && amx && !(no_amx && *no_amx && *no_amx != '0') && amx_permitted(xcr0);
   return f;
 }
 #elif defined(__aarch64__)

@@ -90,6 +90,7 @@ std::vector<std::string> optional_kernels() {
   if (kernels().score_select) out.emplace_back("score_select");
   if (kernels().emit_pruned_compact) out.emplace_back("emit_pruned_compact");
   if (kernels().emit_variant) out.emplace_back(std::string("emit_compact_") + kernels().emit_variant);
+  if (kernels().block_gemm) out.emplace_back("block_gemm_amx");
   return out;
 }
 

@@ -30,4 +30,5 @@
              ns::emit_mask,   ns::emit_pruned,    ns::emit_compact, ns::pruned_dot,            \
              ns::emit_compact_dot,                                                             \
              ns::apply_mask,  ns::expand_compact, ns::masked_dot, ns::sparse_dot, ns::add_cols,     \
-             nullptr,         nullptr,            nullptr,         nullptr}
+             nullptr,         nullptr,            nullptr,         nullptr,                       \
+             nullptr,         nullptr,            nullptr}

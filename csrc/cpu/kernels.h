@@ -18,6 +18,9 @@ struct RowThreshold {
 };
 
 constexpr uint32_t kNoHint = 0xffffffffu;  // keys never have the sign bit set
+// score_select's range around a hint: steps of 2^shift key units (2^19 is 1/16 octave, 2^22 half
+// an octave). RowSelector widens the step after a miss and narrows it after a run of hits.
+constexpr int kNearShiftMin = 19, kNearShiftMax = 21;
 
 // Up to this many tokens a product streams each weight row once through the small-T kernels
 // (masked_dot, sparse_dot); above it the GEMM is compute-bound and the vendor BLAS wins.
@@ -82,11 +85,12 @@ struct CpuKernels {
                           const uint16_t* values, int64_t d, int64_t k, float* out);
 
   // Optional fused forms (null: RowSelector and the prefill compose the kernels above).
-  // row_scores + row_select in one pass over the row when the threshold lies in the narrow range
-  // around `hint` (else the usual search on the stored keys); *max_key = the row's largest key
-  // (the NaN/Inf check). Same keys and threshold as the composition.
+  // row_scores + row_select in one pass over the row when the threshold lies in
+  // range_near(hint, near_shift) (else the usual search on the stored keys, and *near_hit = false);
+  // *max_key = the row's largest key (the NaN/Inf check). Same keys and threshold as the composition.
   RowThreshold (*score_select)(const void* w, DType dt, const float* norms, int64_t d, int64_t k,
-                               uint32_t hint, uint32_t* keys, uint32_t* scratch, uint32_t* max_key);
+                               uint32_t hint, int near_shift, uint32_t* keys, uint32_t* scratch,
+                               uint32_t* max_key, bool* near_hit);
   // emit_pruned (cached stores) + emit_compact, and with v non-null the pruned_dot of v (returned,
   // bit for bit pruned_dot's), in one pass over the keys.
   float (*emit_pruned_compact)(const void* w, DType dt, const uint32_t* keys, int64_t d,
@@ -95,6 +99,15 @@ struct CpuKernels {
   // Names the variant of the emit kernels when an optional extension provides it ("vbmi2"), else
   // null (reported by build_info()["cpu_optional_kernels"] as "emit_compact_<variant>").
   const char* emit_variant;
+  // Optional (AMX-BF16): the prefill's block GEMM in bf16. pack_tokens lays x (T x d) out as the
+  // B operand, packed_tokens_words(T, d) uint32 of it; block_gemm then writes
+  // y[t*ldy + j] = bf16(sum_i x[t][i] * w[j*ldw + i] + (add ? add[j] : 0)), fp32 sums, for t < T,
+  // j < n. w: ldw >= d rounded up to 32 with zero (finite) columns from d, readable up to row n
+  // rounded up to 32.
+  int64_t (*packed_tokens_words)(int64_t T, int64_t d);
+  void (*pack_tokens)(const uint16_t* x, int64_t T, int64_t d, uint32_t* out);
+  void (*block_gemm)(const uint16_t* w, int64_t n, int64_t ldw, int64_t d, const uint32_t* xt, int64_t T,
+                     uint16_t* y, int64_t ldy, const float* add);
 };
 
 // Tables compiled into this build (null where the folder was not built).

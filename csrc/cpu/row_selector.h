@@ -62,8 +62,11 @@ class RowSelector {
     const int64_t d = d_;
     if (m_ == 0 && K.score_select) {  // one pass scores the row and brackets its threshold
       uint32_t max_key = 0;
-      const RowThreshold th = K.score_select(w, dt, norms, d, k, hint_, keys_, scratch_, &max_key);
+      bool hit = false;
+      const RowThreshold th =
+          K.score_select(w, dt, norms, d, k, hint_, near_shift_, keys_, scratch_, &max_key, &hit);
       if (max_key >= 0x7f800000u) check_weight(w, dt);
+      adapt_range(hit || hint_ == kNoHint);
       hint_ = th.tau;
       return th;
     }
@@ -78,6 +81,22 @@ class RowSelector {
   const uint32_t* keys() const { return keys_; }
 
  private:
+  // A miss costs a histogram of the whole row, a hit a select among the range's candidates (twice
+  // as many per step wider): widen after a miss, narrow again after 4 hits in a row. Rows of real
+  // weights vary more than random ones: 27-62% of SmolLM2-135M's rows (d = 576) hit the
+  // 1/16-octave range, 46-88% the 1/8, against 85% and 99% of random TinyLlama-shape rows. Measured
+  // selection (2 threads): SmolLM2 layers 3/15/27 5.99 ms at a fixed 1/16 octave, 5.44 at 1/8,
+  // 5.35 adaptive; TinyLlama 5632 x 2048 3.19, 3.36, 3.12 (1/4 octave: 4.11).
+  void adapt_range(bool hit) {
+    if (!hit) {
+      near_shift_ = near_shift_ < kNearShiftMax ? near_shift_ + 1 : kNearShiftMax;
+      hits_ = 0;
+    } else if (++hits_ >= 4) {
+      near_shift_ = near_shift_ > kNearShiftMin ? near_shift_ - 1 : kNearShiftMin;
+      hits_ = 0;
+    }
+  }
+
   // A key is NaN/Inf (>= 0x7f800000) when its weight is, or when |w|*n overflowed (not an error).
   void check_weight(const char* w, DType dt) const {
     if (!weight_check_enabled().load(std::memory_order_relaxed)) return;
@@ -100,6 +119,8 @@ class RowSelector {
   int64_t m_ = 0;
   const char* op_;
   uint32_t hint_ = kNoHint;
+  int near_shift_ = kNearShiftMin;
+  int hits_ = 0;
 };
 
 }  // namespace mumoe::cpu

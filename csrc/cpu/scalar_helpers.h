@@ -243,13 +243,11 @@ struct KeyRange {
 
 // The keys of top-digit bins lo..hi ((hi + 1) << kTopShift <= 2^31: keys are below).
 inline KeyRange keys_of(BinBracket r) { return KeyRange{r.lo << kTopShift, (r.hi + 1) << kTopShift}; }
-constexpr int kNearShift = 19;  // steps of 2^19 key units: 1/16 octave
-
 // The hint's step and one step either side (keys are < 2^31, so hi is clamped there).
-inline KeyRange range_near(uint32_t hint) {
-  const uint32_t b = hint >> kNearShift;
-  const uint64_t hi = uint64_t(b + 2) << kNearShift;
-  return KeyRange{b > 0 ? (b - 1) << kNearShift : 0u, uint32_t(hi < 0x80000000ull ? hi : 0x80000000ull)};
+inline KeyRange range_near(uint32_t hint, int shift) {
+  const uint32_t b = hint >> shift;
+  const uint64_t hi = uint64_t(b + 2) << shift;
+  return KeyRange{b > 0 ? (b - 1) << shift : 0u, uint32_t(hi < 0x80000000ull ? hi : 0x80000000ull)};
 }
 
 // select_among of the n keys of a range (1 <= want <= n): they lie in [lo, lo + 2^span_bits).

@@ -44,6 +44,16 @@ int64_t block_rows(int64_t d_out, int64_t d_in, int64_t elem_size) {
   return std::max<int64_t>(16, std::min(cache_rows, (per_thread + 15) / 16 * 16));
 }
 
+// AMX: about 1.5 MiB of pruned bf16 rows per block, in multiples of 32 (its tiles take 32 rows at
+// a time). Measured, 2 threads, T = 256 (fused op, ms, 512 KiB / 1 MiB / 1.5 MiB blocks): 5632 x
+// 2048 6.1 / 6.6 / 6.3, 2048 x 5632 8.5 / 7.1 / 6.8: the wide down_proj needs its block to stay in
+// L2 while all tokens stream past it.
+int64_t amx_block_rows(int64_t d_out, int64_t ldw) {
+  const int64_t rows = std::clamp<int64_t>((int64_t(3) << 19) / (2 * ldw) / 32 * 32, 32, kMaxBlockRows);
+  const int64_t per_thread = (d_out + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
+  return std::max<int64_t>(32, std::min(rows, (per_thread + 31) / 32 * 32));
+}
+
 // The blocked path multiplies every block by all of x: x must stay in the last-level cache
 // (32 MiB here, shared with the blocks). Measured: at 5.6 MiB (Llama-7B down, T = 128, fp32)
 // blocks beat the composite, at 32 MiB (T = 2048 at d_in = 4096) the composite wins.
@@ -61,11 +71,13 @@ bool use_blocked(const at::Tensor& x) {
   return x.numel() * x.element_size() <= kBlockedMaxTokenBytes;
 }
 
-// A thread's scratch buffer, reused across calls (a fresh one would pay its page faults each time).
+// A thread's scratch buffer, reused across calls (a fresh one would pay its page faults each time),
+// 64-byte aligned: AMX tile rows that straddle two cache lines load at half the speed.
 char* thread_buffer(int which, int64_t bytes) {
   thread_local std::vector<char> bufs[2];
-  if (int64_t(bufs[which].size()) < bytes) bufs[which].resize(bytes);
-  return bufs[which].data();
+  if (int64_t(bufs[which].size()) < bytes + 64) bufs[which].resize(bytes + 64);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(bufs[which].data());
+  return bufs[which].data() + ((64 - p % 64) % 64);
 }
 
 // One prompt's outputs besides y: its compact selection ((d_out, words) bitmap and (d_out, k)
@@ -116,35 +128,49 @@ at::Tensor small_t(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 }
 
 // Larger T, while x stays cached: blocks of rows selected into an L2 buffer, each multiplied
-// by x as soon as it is written (the vendor GEMM, one thread per block). With an offset, the
-// block's bias + offset (fp32) is added to its slice of y right after its GEMM, while that slice
-// is in cache: addmm's bias costs more (it copies the broadcast bias into y first: +14 us per
-// 256 x 144 block of y, +34 us per 256 x 256 one at d_in 2048, against ~9 and ~16 us here), and one
-// ATen add of an fp32 vector into all of a bf16 y more still (2.7 ms at 256 x 5632).
+// by x as soon as it is written, one thread per block: on AMX (bf16) by our own block GEMM, which
+// takes the rows where the selection wrote them and x packed once for every block, else by the
+// vendor GEMM. The block's bias (+ offset, fp32) is added to its slice of y while that slice is in
+// cache: by the AMX GEMM as it stores each tile (one rounding), else by add_cols right after the
+// vendor GEMM (addmm's bias costs more: it copies the broadcast bias into y first, +14 us per
+// 256 x 144 block of y, +34 us per 256 x 256 one at d_in 2048, against ~9 and ~16 us here; one
+// ATen add of an fp32 vector into all of a bf16 y more still, 2.7 ms at 256 x 5632).
 at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms, int64_t k,
                    int64_t m, const std::optional<at::Tensor>& bias, PromptOut c) {
-  const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
-  const int64_t es = weight.element_size(), words = (d + 31) / 32, rows = block_rows(d_out, d, es);
-  const int64_t blocks = (d_out + rows - 1) / rows;
   const CpuKernels& K = kernels();
   const DType dt = dtype_of(weight);
+  const bool amx = dt == DType::bf16 && K.block_gemm;
+  const int64_t T = x.size(0), d = x.size(1), d_out = weight.size(0);
+  const int64_t es = weight.element_size(), words = (d + 31) / 32;
+  // AMX multiplies 32 rows and 32 columns at a time: rows of the buffer padded to 32 columns (zero),
+  // blocks a multiple of 32 rows.
+  const int64_t ldw = amx ? words * 32 : d;
+  const int64_t rows = amx ? amx_block_rows(d_out, ldw) : block_rows(d_out, d, es);
+  const int64_t blocks = (d_out + rows - 1) / rows;
   const char* wp = static_cast<const char*>(weight.const_data_ptr());
   const float* np = norms.const_data_ptr<float>();
-  const at::Tensor bf = bias && c.offset ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor bf = bias && (c.offset || amx) ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* bp = bf.defined() ? bf.const_data_ptr<float>() : nullptr;
+  const bool adds = c.offset || (amx && bp);
+  uint32_t* xt = nullptr;
+  if (amx) {
+    xt = reinterpret_cast<uint32_t*>(thread_buffer(1, K.packed_tokens_words(T, d) * 4));
+    K.pack_tokens(static_cast<const uint16_t*>(x.const_data_ptr()), T, d, xt);
+  }
   // A block of weight rows owns a column slice of y: the GEMM writes it in place (ldc = d_out),
   // no transposed copy of the output afterwards.
   at::Tensor y = at::empty({T, d_out}, x.options());
   parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
     RowSelector sel(d, m, c.op);
-    char* buf = thread_buffer(0, rows * d * es);
+    char* buf = thread_buffer(0, rows * ldw * es);
     for (int64_t blk = s; blk < e; ++blk) {
       const int64_t r0 = blk * rows, n = std::min(rows, d_out - r0);
       for (int64_t i = 0; i < n; ++i) {
         const int64_t r = r0 + i;
         const char* w = wp + es * r * d;
         const RowThreshold th = sel.select(K, w, dt, np, k);
-        char* pruned = buf + es * i * d;
+        char* pruned = buf + es * i * ldw;
+        if (ldw > d) std::memset(pruned + es * d, 0, es * (ldw - d));
         if (c.bitmap && K.emit_pruned_compact) {  // all three outputs from one pass over the keys
           const float off = K.emit_pruned_compact(w, dt, sel.keys(), d, th, k, pruned, c.bitmap + r * words,
                                                   c.values + es * r * k, c.center);
@@ -160,17 +186,21 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
         else if (c.offset)
           c.offset[r] = K.pruned_dot(w, dt, sel.keys(), d, th, c.center);
       }
-      const at::Tensor block = at::from_blob(buf, {n, d}, weight.options());
+      float add[kMaxBlockRows];
+      if (adds)
+        for (int64_t i = 0; i < n; ++i)
+          add[i] = (c.offset ? c.offset[r0 + i] : 0.0f) + (bp ? bp[r0 + i] : 0.0f);
       at::Tensor out = y.narrow(1, r0, n);
-      at::mm_out(out, x, block.t());
-      if (c.offset) {
-        float add[kMaxBlockRows];
-        for (int64_t i = 0; i < n; ++i) add[i] = c.offset[r0 + i] + (bp ? bp[r0 + i] : 0.0f);
-        K.add_cols(out.mutable_data_ptr(), dt, T, n, d_out, add);
+      if (amx) {
+        K.block_gemm(reinterpret_cast<const uint16_t*>(buf), n, ldw, d, xt, T,
+                     static_cast<uint16_t*>(out.mutable_data_ptr()), d_out, adds ? add : nullptr);
+        continue;
       }
+      at::mm_out(out, x, at::from_blob(buf, {n, d}, weight.options()).t());
+      if (adds) K.add_cols(out.mutable_data_ptr(), dt, T, n, d_out, add);
     }
   });
-  return y;
+  return bias && !adds ? y.add_(*bias) : y;
 }
 
 // Long prompts: the GEMM dwarfs the selection, and one full-size GEMM reads x only once.
@@ -187,10 +217,7 @@ at::Tensor composite(const at::Tensor& x, const at::Tensor& weight, const at::Te
 at::Tensor prompt_product(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& norms,
                           int64_t k, int64_t m, const std::optional<at::Tensor>& bias, PromptOut c) {
   if (x.size(0) <= kSmallT) return small_t(x, weight, norms, k, m, bias, c);
-  if (use_blocked(x)) {
-    at::Tensor y = blocked(x, weight, norms, k, m, bias, c);
-    return bias && !c.offset ? y.add_(*bias) : y;
-  }
+  if (use_blocked(x)) return blocked(x, weight, norms, k, m, bias, c);
   at::Tensor y = composite(x, weight, norms, k, m, c);
   if (c.offset) {  // bias + offset rounded to y's dtype once (an fp32 add into y is slow)
     const at::Tensor off = at::from_blob(c.offset, {weight.size(0)}, x.options().dtype(at::kFloat));

@@ -166,18 +166,6 @@ void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const ui
 }
 
 namespace {
-// 16 fp32 lanes rounded to nearest even into 16-bit floats (bf16 with the scalar rounding applied
-// to the whole register: the AVX512-BF16 instruction is not in this folder's flags).
-template <DType DT>
-inline __m256i narrow16(__m512 v) {
-  if constexpr (DT == DType::f16) {
-    return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  } else {
-    using u32x16 = uint32_t __attribute__((vector_size(64)));
-    return _mm512_cvtepi32_epi16(__m512i(bf16_bits(u32x16(_mm512_castps_si512(v)))));
-  }
-}
-
 template <DType DT>
 void add_cols_of(void* y, int64_t T, int64_t n, int64_t ld, const float* add) {
   for (int64_t t = 0; t < T; ++t) {

@@ -121,16 +121,18 @@ int64_t scores_in_range(const void* w, const float* norms, int64_t d, uint32_t* 
 }  // namespace
 
 RowThreshold score_select(const void* w, DType dt, const float* norms, int64_t d, int64_t k,
-                          uint32_t hint, uint32_t* keys, uint32_t* scratch, uint32_t* max_key) {
+                          uint32_t hint, int near_shift, uint32_t* keys, uint32_t* scratch,
+                          uint32_t* max_key, bool* near_hit) {
   // Without a hint the range is empty: the pass only scores (and finds the largest key).
-  const KeyRange r = hint != kNoHint ? range_near(hint) : KeyRange{0, 0};
+  const KeyRange r = hint != kNoHint ? range_near(hint, near_shift) : KeyRange{0, 0};
   int64_t above = 0, n = 0;
   switch (dt) {
     case DType::f32: n = scores_in_range<DType::f32>(w, norms, d, keys, r, scratch, &above, max_key); break;
     case DType::f16: n = scores_in_range<DType::f16>(w, norms, d, keys, r, scratch, &above, max_key); break;
     default: n = scores_in_range<DType::bf16>(w, norms, d, keys, r, scratch, &above, max_key); break;
   }
-  if (hint != kNoHint && above < k && k <= above + n) return select_in_range(scratch, n, k - above, r);
+  *near_hit = hint != kNoHint && above < k && k <= above + n;
+  if (*near_hit) return select_in_range(scratch, n, k - above, r);
   // Missed (or no hint): the row's keys are stored; the usual search, which tries the coarser
   // bracket around the hint first.
   return row_select(keys, d, k, hint, scratch);

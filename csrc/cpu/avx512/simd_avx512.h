@@ -27,6 +27,18 @@ inline __m512 load16(const void* w, int64_t j, __mmask16 m) {
   else return widen16<DT>(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + j));
 }
 
+// 16 fp32 lanes rounded to nearest even into 16-bit floats (bf16: the scalar rounding applied to
+// the whole register; AVX512-BF16's instruction flushes subnormals and is not in this folder's flags).
+template <DType DT>
+inline __m256i narrow16(__m512 v) {
+  if constexpr (DT == DType::f16) {
+    return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  } else {
+    using u32x16 = uint32_t __attribute__((vector_size(64)));
+    return _mm512_cvtepi32_epi16(__m512i(bf16_bits(u32x16(_mm512_castps_si512(v)))));
+  }
+}
+
 // The 16 bitmap bits of columns j..j+16 (j a multiple of 16).
 inline __mmask16 bitmap16(const uint32_t* bitmap, int64_t j) {
   return __mmask16(bitmap[j >> 5] >> (j & 31));

@@ -151,13 +151,21 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
     if (K.score_select) {  // every kind of hint: none, exact, near (inside the narrow range), off
       const RowThreshold exact = S.row_select(keys_s.data(), d, k, kNoHint, scratch.data());
       for (uint32_t hint : {kNoHint, exact.tau, exact.tau + (1u << 17), exact.tau - (exact.tau >> 6),
-                            keys_s[rnd() % d], 0u, 0x7f000000u}) {
-        std::vector<uint32_t> fk(d, 0x12345678);
-        uint32_t mk = 0xdeadbeef;
-        const RowThreshold t = K.score_select(w.data(), dt, norms.data(), d, k, hint, fk.data(), scratch.data(), &mk);
-        if (t.tau != exact.tau || t.ties_kept != exact.ties_kept || fk != keys_s || mk != max_s)
-          fail("score_select", int(dt), d, kind);
-      }
+                            keys_s[rnd() % d], 0u, 0x7f000000u})
+        for (int shift = kNearShiftMin; shift <= kNearShiftMax; ++shift) {
+          std::vector<uint32_t> fk(d, 0x12345678);
+          uint32_t mk = 0xdeadbeef;
+          bool hit = false;
+          const RowThreshold t = K.score_select(w.data(), dt, norms.data(), d, k, hint, shift, fk.data(),
+                                                scratch.data(), &mk, &hit);
+          const KeyRange r = range_near(hint, shift);
+          int64_t above = 0, in = 0;  // the range holds the k-th largest key iff it hits
+          for (uint32_t key : keys_s) above += key >= r.hi, in += key >= r.lo && key < r.hi;
+          const bool want_hit = hint != kNoHint && above < k && k <= above + in;
+          if (t.tau != exact.tau || t.ties_kept != exact.ties_kept || fk != keys_s || mk != max_s ||
+              hit != want_hit)
+            fail("score_select", int(dt), d, kind);
+        }
     }
     // A random hint (right or wrong) must never change the result.
     const RowThreshold th = K.row_select(keys.data(), d, k, (rnd() & 1) ? kNoHint : keys[rnd() % d], scratch.data());
@@ -278,6 +286,55 @@ void check_rounding() {
     fail("NaN rounding", 0, 0, 0);
 }
 
+float bf16_value(uint16_t h) {
+  const uint32_t b = uint32_t(h) << 16;
+  float v;
+  std::memcpy(&v, &b, 4);
+  return v;
+}
+
+// The AMX block GEMM against a double-precision product of the same bf16 inputs: within one bf16
+// rounding of it (plus fp32 summation error), nothing written outside the T x n corner of y, and
+// rows past n (NaN here) never reaching the outputs. Returns the number of cases checked.
+int check_block_gemm(const CpuKernels& K) {
+  if (!K.block_gemm) return 0;
+  int cases = 0;
+  for (int64_t T : {1, 15, 16, 17, 33, 64, 100})
+    for (int64_t d : {1, 31, 32, 33, 96, 577})
+      for (int64_t n : {1, 16, 17, 32, 45, 96})
+        for (bool with_add : {false, true}) {
+          ++cases;
+          const int64_t ldw = (d + 31) / 32 * 32, n_pad = (n + 31) / 32 * 32, ldy = n + 5;
+          std::vector<uint16_t> x(T * d), w(n_pad * ldw, 0);
+          for (auto& v : x) v = float_to_bf16(frand() * 4.0f - 2.0f);
+          for (int64_t j = 0; j < n_pad; ++j)
+            for (int64_t i = 0; i < d; ++i) w[j * ldw + i] = j < n ? float_to_bf16(frand() * 2.0f - 1.0f) : 0x7fc0;
+          std::vector<float> add(n);
+          for (auto& a : add) a = frand() * 8.0f - 4.0f;
+          std::vector<uint32_t> xt(K.packed_tokens_words(T, d), 0xffffffffu);
+          K.pack_tokens(x.data(), T, d, xt.data());
+          const uint16_t sentinel = 0x1234;
+          std::vector<uint16_t> y((T + 1) * ldy, sentinel);
+          K.block_gemm(w.data(), n, ldw, d, xt.data(), T, y.data(), ldy, with_add ? add.data() : nullptr);
+          bool ok = true;
+          for (int64_t t = 0; t <= T && ok; ++t)
+            for (int64_t j = 0; j < ldy && ok; ++j) {
+              const uint16_t got = y[t * ldy + j];
+              if (t == T || j >= n) { ok = got == sentinel; continue; }
+              double ref = with_add ? add[j] : 0.0, mag = std::fabs(ref);
+              for (int64_t i = 0; i < d; ++i) {
+                const double p = double(bf16_value(x[t * d + i])) * bf16_value(w[j * ldw + i]);
+                ref += p;
+                mag += std::fabs(p);
+              }
+              const double err = std::fabs(double(bf16_value(got)) - ref);
+              ok = std::isfinite(bf16_value(got)) && err <= std::fabs(ref) / 128.0 + mag * 1e-6;
+            }
+          if (!ok) fail(with_add ? "block_gemm (add)" : "block_gemm", 2, d, int(T * 1000 + n));
+        }
+  return cases;
+}
+
 int main() {
   const CpuKernels& K = TABLE;
   const CpuKernels& S = kScalarKernels;
@@ -287,7 +344,9 @@ int main() {
     for (int64_t d : {1, 3, 7, 16, 33, 37, 100, 1000, 1031, 4096})
       for (int kind = 0; kind < 5; ++kind)
         for (int rep = 0; rep < 2; ++rep, ++rows) check_row(K, S, dt, kind, d);
-  std::printf("%s%s%s vs scalar: %d rows, %d failures\n", K.isa, K.emit_variant ? " + emit " : "",
-              K.emit_variant ? K.emit_variant : "", rows, failures);
+  const int gemms = check_block_gemm(K);
+  std::printf("%s%s%s%s vs scalar: %d rows, %d block GEMMs, %d failures\n", K.isa,
+              K.emit_variant ? " + emit " : "", K.emit_variant ? K.emit_variant : "",
+              K.block_gemm ? " + AMX" : "", rows, gemms, failures);
   return failures != 0;
 }
