@@ -100,12 +100,13 @@ struct CpuKernels {
   // null (reported by build_info()["cpu_optional_kernels"] as "emit_compact_<variant>").
   const char* emit_variant;
   // Optional (AMX-BF16): the prefill's block GEMM in bf16. pack_tokens lays x (T x d) out as the
-  // B operand, packed_tokens_words(T, d) uint32 of it; block_gemm then writes
+  // B operand, packed_tokens_words(T, d) uint32 of it in slabs of 32 tokens (this call writes
+  // slabs [s0, s1), so threads can share the packing); block_gemm then writes
   // y[t*ldy + j] = bf16(sum_i x[t][i] * w[j*ldw + i] + (add ? add[j] : 0)), fp32 sums, for t < T,
   // j < n. w: ldw >= d rounded up to 32 with zero (finite) columns from d, readable up to row n
   // rounded up to 32.
   int64_t (*packed_tokens_words)(int64_t T, int64_t d);
-  void (*pack_tokens)(const uint16_t* x, int64_t T, int64_t d, uint32_t* out);
+  void (*pack_tokens)(const uint16_t* x, int64_t T, int64_t d, uint32_t* out, int64_t s0, int64_t s1);
   void (*block_gemm)(const uint16_t* w, int64_t n, int64_t ldw, int64_t d, const uint32_t* xt, int64_t T,
                      uint16_t* y, int64_t ldy, const float* add);
 };

@@ -155,7 +155,9 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   uint32_t* xt = nullptr;
   if (amx) {
     xt = reinterpret_cast<uint32_t*>(thread_buffer(1, K.packed_tokens_words(T, d) * 4));
-    K.pack_tokens(static_cast<const uint16_t*>(x.const_data_ptr()), T, d, xt);
+    TORCH_INTERNAL_ASSERT(x.is_contiguous());
+    const uint16_t* xp = static_cast<const uint16_t*>(x.const_data_ptr());
+    parallel_rows((T + 31) / 32, 1, [&](int64_t s0, int64_t s1) { K.pack_tokens(xp, T, d, xt, s0, s1); });
   }
   // A block of weight rows owns a column slice of y: the GEMM writes it in place (ldc = d_out),
   // no transposed copy of the output afterwards.

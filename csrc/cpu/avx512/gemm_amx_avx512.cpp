@@ -79,10 +79,10 @@ int64_t amx_packed_tokens_words(int64_t T, int64_t d) {
 
 // Slab s (tokens 32s..32s+32) holds, for every column pair p, the 32 tokens' (x[t][2p], x[t][2p+1])
 // as one 32-bit word each: out[(s * pairs + p) * 32 + t % 32]. Tokens past T and columns past d
-// are zero, so the padded steps of the product add nothing.
-void amx_pack_tokens(const uint16_t* x, int64_t T, int64_t d, uint32_t* out) {
-  const int64_t pairs = (d + 31) / 32 * 16, T_pad = (T + 31) / 32 * 32;
-  for (int64_t t0 = 0; t0 < T_pad; t0 += 16) {
+// are zero, so the padded steps of the product add nothing. Writes slabs [s0, s1) only.
+void amx_pack_tokens(const uint16_t* x, int64_t T, int64_t d, uint32_t* out, int64_t s0, int64_t s1) {
+  const int64_t pairs = (d + 31) / 32 * 16;
+  for (int64_t t0 = 32 * s0; t0 < 32 * s1; t0 += 16) {
     uint32_t* slab = out + (t0 / 32) * pairs * 32 + t0 % 32;
     for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
       __m512i r[16];

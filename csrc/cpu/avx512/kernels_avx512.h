@@ -20,7 +20,7 @@ float emit_pruned_compact_vbmi2(const void* w, DType dt, const uint32_t* keys, i
                                 int64_t k, void* pruned, uint32_t* bitmap, void* values, const float* v);
 // gemm_amx_avx512.cpp
 int64_t amx_packed_tokens_words(int64_t T, int64_t d);
-void amx_pack_tokens(const uint16_t* x, int64_t T, int64_t d, uint32_t* out);
+void amx_pack_tokens(const uint16_t* x, int64_t T, int64_t d, uint32_t* out, int64_t s0, int64_t s1);
 void amx_block_gemm(const uint16_t* w, int64_t n, int64_t ldw, int64_t d, const uint32_t* xt, int64_t T,
                     uint16_t* y, int64_t ldy, const float* add);
 // sparse_dot_bf16_avx512.cpp

@@ -312,7 +312,9 @@ int check_block_gemm(const CpuKernels& K) {
           std::vector<float> add(n);
           for (auto& a : add) a = frand() * 8.0f - 4.0f;
           std::vector<uint32_t> xt(K.packed_tokens_words(T, d), 0xffffffffu);
-          K.pack_tokens(x.data(), T, d, xt.data());
+          const int64_t slabs = (T + 31) / 32;  // packed in two calls, as two threads would
+          K.pack_tokens(x.data(), T, d, xt.data(), slabs / 2, slabs);
+          K.pack_tokens(x.data(), T, d, xt.data(), 0, slabs / 2);
           const uint16_t sentinel = 0x1234;
           std::vector<uint16_t> y((T + 1) * ldy, sentinel);
           K.block_gemm(w.data(), n, ldw, d, xt.data(), T, y.data(), ldy, with_add ? add.data() : nullptr);
