@@ -1,4 +1,4 @@
-"""The CPU ops' buffer pool: large outputs (the compact weights a prefill keeps, ≥ 4 MiB) come from
+"""The CPU ops' buffer pool: large outputs (the compact weights a prefill keeps, ≥ 128 KiB) come from
 reused buffers, because a fresh one pays its first-touch page faults (on the VMs we measured, a
 1.1B model's compact weights cost ~200 ms of faults per prompt, a fifth of its prefill).
 

@@ -14,8 +14,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MiB = 2**20
 
 
-def _compact_bytes(rs) -> int:  # the pooled part: values (the bitmap here is under 4 MiB)
-    return rs.values.numel() * rs.values.element_size()
+def _compact_bytes(rs) -> int:  # bitmap and values, both pooled here (>= 128 KiB, 4 KiB multiples)
+    return sum(t.numel() * t.element_size() for t in (rs.bitmap, rs.values))
 
 
 def test_freed_compact_weights_are_reused_by_the_next_prompt():

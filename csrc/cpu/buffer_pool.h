@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 
 namespace mumoe::cpu {
-// at::empty(sizes, options) for small tensors; above a few MiB, a tensor backed by a pooled buffer
+// at::empty(sizes, options) for small tensors; from 128 KiB, a tensor backed by a pooled buffer
 // that returns to the pool when the tensor is freed. The idle bytes kept are capped by
 // MUMOE_CPU_POOL_MB (0 disables the pool) or, unset, by the most bytes ever live at once (at least
 // 256 MiB): what a caching allocator keeps, so the next prompt's compact weights reuse the last's.
