@@ -161,7 +161,7 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   }
   // A block of weight rows owns a column slice of y: the GEMM writes it in place (ldc = d_out),
   // no transposed copy of the output afterwards.
-  at::Tensor y = at::empty({T, d_out}, x.options());
+  at::Tensor y = pooled_empty({T, d_out}, x.options());
   parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
     RowSelector sel(d, m, c.op);
     char* buf = thread_buffer(0, rows * ldw * es);
@@ -299,7 +299,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_impl(
   if (B == 1 && !padded) {
     y = prompt_product(x.select(0, 0), weight, norms.select(0, 0), k, m, bias, outputs(0)).unsqueeze(0);
   } else {
-    y = at::empty({B, T, d_out}, x.options());
+    y = pooled_empty({B, T, d_out}, x.options());
     for (int64_t b = 0; b < B; ++b) {
       const Span sp = spans[b];
       const at::Tensor xb = x.select(0, b);
