@@ -3,6 +3,9 @@
 // Natively for x86 tables: compile csrc/cpu/avx512/*.cpp (or avx2/) to objects with that folder's
 // -m flags (CMakeLists.txt), then g++ -std=c++20 -O2 -DMUMOE_HAVE_avx512 -DTABLE=kAvx512Kernels
 // -I csrc this file csrc/cpu/scalar/*.cpp csrc/cpu/cpu_features.cpp the objects.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -293,6 +296,22 @@ float bf16_value(uint16_t h) {
   return v;
 }
 
+// n uint16 that end exactly where an unreadable page begins: a vector load past the end faults
+// (masked AVX-512 loads are not instrumented by ASan, so that is how a read past x is caught).
+struct GuardedU16 {
+  uint16_t* data;
+  void* base;
+  size_t bytes;
+  explicit GuardedU16(size_t n) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE)), need = (2 * n + page - 1) / page * page;
+    bytes = need + page;
+    base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mprotect(static_cast<char*>(base) + need, page, PROT_NONE);
+    data = reinterpret_cast<uint16_t*>(static_cast<char*>(base) + need - 2 * n);
+  }
+  ~GuardedU16() { munmap(base, bytes); }
+};
+
 // The AMX block GEMM against a double-precision product of the same bf16 inputs: within one bf16
 // rounding of it (plus fp32 summation error), nothing written outside the T x n corner of y, and
 // rows past n (NaN here) never reaching the outputs. Returns the number of cases checked.
@@ -305,16 +324,18 @@ int check_block_gemm(const CpuKernels& K) {
         for (bool with_add : {false, true}) {
           ++cases;
           const int64_t ldw = (d + 31) / 32 * 32, n_pad = (n + 31) / 32 * 32, ldy = n + 5;
-          std::vector<uint16_t> x(T * d), w(n_pad * ldw, 0);
-          for (auto& v : x) v = float_to_bf16(frand() * 4.0f - 2.0f);
+          GuardedU16 xg(T * d);
+          uint16_t* x = xg.data;
+          std::vector<uint16_t> w(n_pad * ldw, 0);
+          for (int64_t i = 0; i < T * d; ++i) x[i] = float_to_bf16(frand() * 4.0f - 2.0f);
           for (int64_t j = 0; j < n_pad; ++j)
             for (int64_t i = 0; i < d; ++i) w[j * ldw + i] = j < n ? float_to_bf16(frand() * 2.0f - 1.0f) : 0x7fc0;
           std::vector<float> add(n);
           for (auto& a : add) a = frand() * 8.0f - 4.0f;
           std::vector<uint32_t> xt(K.packed_tokens_words(T, d), 0xffffffffu);
           const int64_t slabs = (T + 31) / 32;  // packed in two calls, as two threads would
-          K.pack_tokens(x.data(), T, d, xt.data(), slabs / 2, slabs);
-          K.pack_tokens(x.data(), T, d, xt.data(), 0, slabs / 2);
+          K.pack_tokens(x, T, d, xt.data(), slabs / 2, slabs);
+          K.pack_tokens(x, T, d, xt.data(), 0, slabs / 2);
           const uint16_t sentinel = 0x1234;
           std::vector<uint16_t> y((T + 1) * ldy, sentinel);
           K.block_gemm(w.data(), n, ldw, d, xt.data(), T, y.data(), ldy, with_add ? add.data() : nullptr);
