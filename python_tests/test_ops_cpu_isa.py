@@ -209,13 +209,18 @@ print("ok", mumoe_ext.build_info()["cpu_isa"])
 """
 
 
-def test_plain_avx512_kernels_when_vbmi2_bf16_is_switched_off():
-    env = dict(os.environ, MUMOE_CPU_NO_VBMI2_BF16="1", PYTHONPATH=str(ROOT))
+def _run_driver(driver: str, **switches: str) -> None:
+    """Runs `driver` in a fresh interpreter with the import-time switches set (best CPU path)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **switches)
     env.pop("MUMOE_CPU_ISA", None)
-    r = subprocess.run([sys.executable, "-c", NO_VBMI2_DRIVER, str(ROOT / "python_tests")], env=env,
+    r = subprocess.run([sys.executable, "-c", driver, str(ROOT / "python_tests")], env=env,
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith("ok")
+
+
+def test_plain_avx512_kernels_when_vbmi2_bf16_is_switched_off():
+    _run_driver(NO_VBMI2_DRIVER, MUMOE_CPU_NO_VBMI2_BF16="1")
 
 
 # On an AMX machine the bf16 blocked prefill runs our AMX block GEMM; MUMOE_CPU_NO_AMX=1 gives the
@@ -241,9 +246,4 @@ print("ok")
 
 
 def test_vendor_gemm_prefill_when_amx_is_switched_off():
-    env = dict(os.environ, MUMOE_CPU_NO_AMX="1", PYTHONPATH=str(ROOT))
-    env.pop("MUMOE_CPU_ISA", None)
-    r = subprocess.run([sys.executable, "-c", NO_AMX_DRIVER, str(ROOT / "python_tests")], env=env,
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.startswith("ok")
+    _run_driver(NO_AMX_DRIVER, MUMOE_CPU_NO_AMX="1")

@@ -21,6 +21,12 @@ uint64_t xgetbv0() {
   return (uint64_t(hi) << 32) | lo;
 }
 
+// An environment switch set to anything but empty or 0.
+bool switched_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && *v != '0';
+}
+
 // Linux enables AMX's tile data per process, on request (once; the vendor GEMM asks the same).
 bool amx_permitted(uint64_t xcr0) {
   if ((xcr0 & 0x60000) != 0x60000) return false;  // XTILECFG + XTILEDATA
@@ -52,12 +58,10 @@ CpuFeatures detect() {
   const bool amx = (d & (1u << 24)) && (d & (1u << 22));  // AMX-TILE, AMX-BF16
   __cpuid_count(7, 1, a, b, c, d);
   // MUMOE_CPU_NO_VBMI2_BF16=1 hides both optional extensions (to test the plain AVX-512 path).
-  const char* off = std::getenv("MUMOE_CPU_NO_VBMI2_BF16");
-  f.avx512_vbmi2 = f.avx512 && vbmi2 && !(off && *off && *off != '0');
+  f.avx512_vbmi2 = f.avx512 && vbmi2 && !switched_on("MUMOE_CPU_NO_VBMI2_BF16");
   f.avx512_vbmi2_bf16 = f.avx512_vbmi2 && (a & (1u << 5));
   // MUMOE_CPU_NO_AMX=1 hides AMX (to test the vendor-GEMM prefill on an AMX machine).
-  const char* no_amx = std::getenv("MUMOE_CPU_NO_AMX");
-  f.amx_bf16 = f.avx512 && amx && !(no_amx && *no_amx && *no_amx != '0') && amx_permitted(xcr0);
+  f.amx_bf16 = f.avx512 && amx && !switched_on("MUMOE_CPU_NO_AMX") && amx_permitted(xcr0);
   return f;
 }
 #elif defined(__aarch64__)

@@ -14,10 +14,6 @@ namespace mumoe::cpu::avx512 {
 
 namespace {
 
-inline __mmask32 lanes32(int64_t n) {
-  return n >= 32 ? ~__mmask32(0) : n <= 0 ? __mmask32(0) : (__mmask32(1) << n) - 1;
-}
-
 template <DType DT, bool kDot, bool kPruned>
 float compact_row16(const void* w, const uint32_t* keys, int64_t d, RowThreshold th, int64_t k,
                     uint32_t* bitmap, void* values, const float* v, void* pruned) {

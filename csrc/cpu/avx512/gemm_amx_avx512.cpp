@@ -51,10 +51,6 @@ inline void transpose16(__m512i r[16]) {
 
 inline int64_t at_most(int64_t a, int64_t b) { return a < b ? a : b; }
 
-inline __mmask32 lanes32(int64_t n) {
-  return n >= 32 ? ~__mmask32(0) : n <= 0 ? __mmask32(0) : (__mmask32(1) << n) - 1;
-}
-
 // One 16 x 16 fp32 tile c[row][token] of the transposed product into y[token][row] (bf16), adding
 // add[row]; only the n_rows x n_tokens corner that exists is written.
 inline void store_tile(const float* c, int64_t n_rows, int64_t n_tokens, const float* add, uint16_t* y,

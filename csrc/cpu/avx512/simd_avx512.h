@@ -13,6 +13,11 @@ inline __mmask16 lanes(int64_t n) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
 }
 
+// Mask of the first n of 32 lanes (16-bit elements).
+inline __mmask32 lanes32(int64_t n) {
+  return n >= 32 ? ~__mmask32(0) : n <= 0 ? __mmask32(0) : (__mmask32(1) << n) - 1;
+}
+
 // 16 packed 16-bit floats widened to fp32.
 template <DType DT>
 inline __m512 widen16(__m256i h) {

@@ -18,8 +18,6 @@ inline __m512bh tokens32(const uint16_t* x, __mmask32 valid) {
 }
 inline __m512bh tokens32(const uint16_t* x) { return (__m512bh)_mm512_loadu_si512(x); }
 
-inline __mmask32 lanes32(int64_t n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
-
 // The 32 columns j..j+32 of the row as bf16 (zero where pruned), consuming values[n..].
 inline __m512bh weights32(const uint32_t* bitmap, const uint16_t* values, int64_t j, __mmask32 valid,
                           int64_t k, int64_t& n) {
