@@ -1,94 +1,16 @@
-// AVX2 norm, masking and small-T product kernels. The compact format is expanded 8 columns at a
-// time with a permutation looked up by the bitmap byte, at popcount offsets into the values.
+// AVX2 masking and the compact format's chunks for the column moments and small-T products of
+// cpu/simd_linear.h: 8 columns at a time, expanded with a permutation looked up by the bitmap byte,
+// at popcount offsets into the values.
 #include "cpu/avx2/simd_avx2.h"
+#include "cpu/simd_linear.h"
 
 namespace mumoe::cpu::avx2 {
 namespace {
-
-// kSquare: out[j] += sum of (x - center[j])^2 (center null: 0); else out[j] += sum of x.
-template <DType DT, bool kSquare>
-void moments_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-                const float* center, float* out) {
-  const int64_t es = dtype_size(DT);
-  int64_t j0 = 0;
-  for (; j0 + 32 <= d; j0 += 32) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    if (center)
-      for (int u = 0; u < 4; ++u) c[u] = _mm256_loadu_ps(center + j0 + 8 * u);
-    for (int64_t t = 0; t < T; ++t) {
-      if (keep && !keep[t]) continue;
-      const void* row = static_cast<const char*>(x) + es * ld * t;
-      for (int u = 0; u < 4; ++u) {
-        const __m256 v = load8<DT>(row, j0 + 8 * u);
-        if constexpr (kSquare) {
-          const __m256 dv = _mm256_sub_ps(v, c[u]);
-          acc[u] = _mm256_fmadd_ps(dv, dv, acc[u]);
-        } else {
-          acc[u] = _mm256_add_ps(acc[u], v);
-        }
-      }
-    }
-    for (int u = 0; u < 4; ++u) {
-      float* o = out + j0 + 8 * u;
-      _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[u]));
-    }
-  }
-  for (int64_t t = 0; t < T && j0 < d; ++t) {
-    if (keep && !keep[t]) continue;
-    const void* row = static_cast<const char*>(x) + es * ld * t;
-    for (int64_t j = j0; j < d; ++j) {
-      const float v = load_as_float(row, DT, j) - (kSquare && center ? center[j] : 0.0f);
-      out[j] += kSquare ? v * v : v;
-    }
-  }
-}
 
 // 8 mask bytes as all-ones 32-bit lanes where nonzero.
 inline __m256 mask8(const uint8_t* mask) {
   const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mask)));
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, _mm256_setzero_si256()));
-}
-
-// out[t] = sum_j x[t*d + j] * w_j for T token rows. `weights.chunk(j)` gives w[j..j+8) and
-// `weights.one(j)` a tail column, both called in column order; U chunks in flight per token.
-template <int T, int U, class Weights>
-inline void dot_rows(const float* x, int64_t d, float* out, Weights& weights) {
-  __m256 acc[T][U];
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 * U <= d; j += 8 * U) {
-    __m256 w[U];
-    #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) w[u] = weights.chunk(j + 8 * u);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t)
-      #pragma GCC unroll 8
-      for (int u = 0; u < U; ++u)
-        acc[t][u] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * d + j + 8 * u), w[u], acc[t][u]);
-  }
-  for (; j + 8 <= d; j += 8) {
-    const __m256 w = weights.chunk(j);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * d + j), w, acc[t][0]);
-  }
-  float tail[T] = {};
-  for (; j < d; ++j) {
-    const float w = weights.one(j);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) tail[t] += x[t * d + j] * w;
-  }
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    #pragma GCC unroll 8
-    for (int u = 1; u < U; ++u) acc[t][0] = _mm256_add_ps(acc[t][0], acc[t][u]);
-    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t][0]), _mm256_extractf128_ps(acc[t][0], 1));
-    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    out[t] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q))) + tail[t];
-  }
 }
 
 template <DType DT>
@@ -116,48 +38,16 @@ struct CompactWeights {
   }
 };
 
-template <int T, class Weights>
-void dot_t(const float* x, int64_t d, float* out, Weights& w) {
-  constexpr int U = T == 1 ? 4 : T <= 4 ? 2 : 1;
-  dot_rows<T, U>(x, d, out, w);
-}
-
-template <class Weights>
-void dot_any_t(const float* x, int64_t T, int64_t d, float* out, Weights w) {
-  switch (T) {
-    case 1: return dot_t<1>(x, d, out, w);
-    case 2: return dot_t<2>(x, d, out, w);
-    case 3: return dot_t<3>(x, d, out, w);
-    case 4: return dot_t<4>(x, d, out, w);
-    case 5: return dot_t<5>(x, d, out, w);
-    case 6: return dot_t<6>(x, d, out, w);
-    case 7: return dot_t<7>(x, d, out, w);
-    default:  // callers cap T at 8; restart the weights for every group of 8 tokens
-      for (int64_t t0 = 0; t0 < T; t0 += 8) {
-        Weights fresh = w;
-        dot_t<8>(x + t0 * d, d, out + t0, fresh);
-      }
-  }
-}
-
 }  // namespace
 
 void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
                const float* center, float* out) {
-  switch (dt) {
-    case DType::f32: return moments_of<DType::f32, true>(x, T, d, ld, keep, center, out);
-    case DType::f16: return moments_of<DType::f16, true>(x, T, d, ld, keep, center, out);
-    default: return moments_of<DType::bf16, true>(x, T, d, ld, keep, center, out);
-  }
+  col_moments<F32Vec, true>(x, dt, T, d, ld, keep, center, out);
 }
 
 void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
              float* out) {
-  switch (dt) {
-    case DType::f32: return moments_of<DType::f32, false>(x, T, d, ld, keep, nullptr, out);
-    case DType::f16: return moments_of<DType::f16, false>(x, T, d, ld, keep, nullptr, out);
-    default: return moments_of<DType::bf16, false>(x, T, d, ld, keep, nullptr, out);
-  }
+  col_moments<F32Vec, false>(x, dt, T, d, ld, keep, nullptr, out);
 }
 
 namespace {
@@ -246,20 +136,12 @@ void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_
 
 void masked_dot(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
                 int64_t d, float* out) {
-  switch (dt) {
-    case DType::f32: return dot_any_t(x, T, d, out, MaskedWeights<DType::f32>{w, mask});
-    case DType::f16: return dot_any_t(x, T, d, out, MaskedWeights<DType::f16>{w, mask});
-    default: return dot_any_t(x, T, d, out, MaskedWeights<DType::bf16>{w, mask});
-  }
+  dot_by_dtype<F32Vec, MaskedWeights>(dt, x, T, d, out, w, mask);
 }
 
 void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* values, DType dt,
                 int64_t d, int64_t k, float* out) {
-  switch (dt) {
-    case DType::f32: return dot_any_t(x, T, d, out, CompactWeights<DType::f32>{bitmap, values, k, 0});
-    case DType::f16: return dot_any_t(x, T, d, out, CompactWeights<DType::f16>{bitmap, values, k, 0});
-    default: return dot_any_t(x, T, d, out, CompactWeights<DType::bf16>{bitmap, values, k, 0});
-  }
+  dot_by_dtype<F32Vec, CompactWeights>(dt, x, T, d, out, bitmap, values, k, int64_t(0));
 }
 
 }  // namespace mumoe::cpu::avx2

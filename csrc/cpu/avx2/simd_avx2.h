@@ -108,5 +108,24 @@ inline __m256 load_packed8(const void* values, int64_t n, int64_t k) {
 // The 8 bitmap bits of columns j..j+8 (j a multiple of 8).
 inline uint32_t bitmap8(const uint32_t* bitmap, int64_t j) { return bitmap[j >> 5] >> (j & 31) & 0xffu; }
 
+// The fp32 vector layer cpu/simd_linear.h's kernels are written against.
+struct F32Vec {
+  using reg = __m256;
+  static constexpr int kLanes = 8;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg fma(reg acc, reg a, reg b) { return _mm256_fmadd_ps(a, b, acc); }  // acc + a * b
+  static float sum(reg v) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+  }
+  template <DType DT>
+  static reg load(const void* w, int64_t j) { return load8<DT>(w, j); }
+};
+
 }  // namespace
 }  // namespace mumoe::cpu::avx2

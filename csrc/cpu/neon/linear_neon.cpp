@@ -1,83 +1,11 @@
-// NEON norm, masking and small-T product kernels. The compact format is expanded 4 columns at a
-// time with a byte shuffle looked up by the bitmap nibble, at popcount offsets into the values.
+// NEON masking and the compact format's chunks for the column moments and small-T products of
+// cpu/simd_linear.h: 4 columns at a time, expanded with a byte shuffle looked up by the bitmap
+// nibble, at popcount offsets into the values.
 #include "cpu/neon/simd_neon.h"
+#include "cpu/simd_linear.h"
 
 namespace mumoe::cpu::neon {
 namespace {
-
-// kSquare: out[j] += sum of (x - center[j])^2 (center null: 0); else out[j] += sum of x.
-template <DType DT, bool kSquare>
-void moments_of(const void* x, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-                const float* center, float* out) {
-  const int64_t es = dtype_size(DT);
-  int64_t j0 = 0;
-  for (; j0 + 16 <= d; j0 += 16) {
-    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    float32x4_t c[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    if (center)
-      for (int u = 0; u < 4; ++u) c[u] = vld1q_f32(center + j0 + 4 * u);
-    for (int64_t t = 0; t < T; ++t) {
-      if (keep && !keep[t]) continue;
-      const void* row = static_cast<const char*>(x) + es * ld * t;
-      for (int u = 0; u < 4; ++u) {
-        const float32x4_t v = load4<DT>(row, j0 + 4 * u);
-        if constexpr (kSquare) {
-          const float32x4_t dv = vsubq_f32(v, c[u]);
-          acc[u] = vfmaq_f32(acc[u], dv, dv);
-        } else {
-          acc[u] = vaddq_f32(acc[u], v);
-        }
-      }
-    }
-    for (int u = 0; u < 4; ++u) vst1q_f32(out + j0 + 4 * u, vaddq_f32(vld1q_f32(out + j0 + 4 * u), acc[u]));
-  }
-  for (int64_t t = 0; t < T && j0 < d; ++t) {
-    if (keep && !keep[t]) continue;
-    const void* row = static_cast<const char*>(x) + es * ld * t;
-    for (int64_t j = j0; j < d; ++j) {
-      const float v = load_as_float(row, DT, j) - (kSquare && center ? center[j] : 0.0f);
-      out[j] += kSquare ? v * v : v;
-    }
-  }
-}
-
-// out[t] = sum_j x[t*d + j] * w_j for T token rows. `weights.chunk(j)` gives w[j..j+4) and
-// `weights.one(j)` a tail column, both called in column order; U chunks in flight per token.
-template <int T, int U, class Weights>
-inline void dot_rows(const float* x, int64_t d, float* out, Weights& weights) {
-  float32x4_t acc[T][U];
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) acc[t][u] = vdupq_n_f32(0);
-  int64_t j = 0;
-  for (; j + 4 * U <= d; j += 4 * U) {
-    float32x4_t w[U];
-    #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) w[u] = weights.chunk(j + 4 * u);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t)
-      #pragma GCC unroll 8
-      for (int u = 0; u < U; ++u) acc[t][u] = vfmaq_f32(acc[t][u], vld1q_f32(x + t * d + j + 4 * u), w[u]);
-  }
-  for (; j + 4 <= d; j += 4) {
-    const float32x4_t w = weights.chunk(j);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[t][0] = vfmaq_f32(acc[t][0], vld1q_f32(x + t * d + j), w);
-  }
-  float tail[T] = {};
-  for (; j < d; ++j) {
-    const float w = weights.one(j);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) tail[t] += x[t * d + j] * w;
-  }
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    #pragma GCC unroll 8
-    for (int u = 1; u < U; ++u) acc[t][0] = vaddq_f32(acc[t][0], acc[t][u]);
-    out[t] = vaddvq_f32(acc[t][0]) + tail[t];
-  }
-}
 
 // Four mask bytes as all-ones 32-bit lanes where nonzero.
 inline uint32x4_t mask4(const uint8_t* mask) {
@@ -119,48 +47,16 @@ struct CompactWeights {
   }
 };
 
-template <int T, class Weights>
-void dot_t(const float* x, int64_t d, float* out, Weights& w) {
-  constexpr int U = T == 1 ? 4 : T <= 4 ? 2 : 1;
-  dot_rows<T, U>(x, d, out, w);
-}
-
-template <class Weights>
-void dot_any_t(const float* x, int64_t T, int64_t d, float* out, Weights w) {
-  switch (T) {
-    case 1: return dot_t<1>(x, d, out, w);
-    case 2: return dot_t<2>(x, d, out, w);
-    case 3: return dot_t<3>(x, d, out, w);
-    case 4: return dot_t<4>(x, d, out, w);
-    case 5: return dot_t<5>(x, d, out, w);
-    case 6: return dot_t<6>(x, d, out, w);
-    case 7: return dot_t<7>(x, d, out, w);
-    default:  // callers cap T at 8; restart the weights for every group of 8 tokens
-      for (int64_t t0 = 0; t0 < T; t0 += 8) {
-        Weights fresh = w;
-        dot_t<8>(x + t0 * d, d, out + t0, fresh);
-      }
-  }
-}
-
 }  // namespace
 
 void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
                const float* center, float* out) {
-  switch (dt) {
-    case DType::f32: return moments_of<DType::f32, true>(x, T, d, ld, keep, center, out);
-    case DType::f16: return moments_of<DType::f16, true>(x, T, d, ld, keep, center, out);
-    default: return moments_of<DType::bf16, true>(x, T, d, ld, keep, center, out);
-  }
+  col_moments<F32Vec, true>(x, dt, T, d, ld, keep, center, out);
 }
 
 void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
              float* out) {
-  switch (dt) {
-    case DType::f32: return moments_of<DType::f32, false>(x, T, d, ld, keep, nullptr, out);
-    case DType::f16: return moments_of<DType::f16, false>(x, T, d, ld, keep, nullptr, out);
-    default: return moments_of<DType::bf16, false>(x, T, d, ld, keep, nullptr, out);
-  }
+  col_moments<F32Vec, false>(x, dt, T, d, ld, keep, nullptr, out);
 }
 
 // Scalar: a few rows of a block's output per call, next to its GEMM (no NEON form yet).
@@ -210,20 +106,12 @@ void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_
 
 void masked_dot(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
                 int64_t d, float* out) {
-  switch (dt) {
-    case DType::f32: return dot_any_t(x, T, d, out, MaskedWeights<DType::f32>{w, mask});
-    case DType::f16: return dot_any_t(x, T, d, out, MaskedWeights<DType::f16>{w, mask});
-    default: return dot_any_t(x, T, d, out, MaskedWeights<DType::bf16>{w, mask});
-  }
+  dot_by_dtype<F32Vec, MaskedWeights>(dt, x, T, d, out, w, mask);
 }
 
 void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* values, DType dt,
                 int64_t d, int64_t k, float* out) {
-  switch (dt) {
-    case DType::f32: return dot_any_t(x, T, d, out, CompactWeights<DType::f32>{bitmap, values, k, 0});
-    case DType::f16: return dot_any_t(x, T, d, out, CompactWeights<DType::f16>{bitmap, values, k, 0});
-    default: return dot_any_t(x, T, d, out, CompactWeights<DType::bf16>{bitmap, values, k, 0});
-  }
+  dot_by_dtype<F32Vec, CompactWeights>(dt, x, T, d, out, bitmap, values, k, int64_t(0));
 }
 
 }  // namespace mumoe::cpu::neon

@@ -89,5 +89,20 @@ inline uint32x4_t load_packed_f32x4(const float* p, int64_t n, int64_t k) {
 // The 4 bitmap bits of columns j..j+4 (j a multiple of 4).
 inline uint32_t bitmap4(const uint32_t* bitmap, int64_t j) { return bitmap[j >> 5] >> (j & 31) & 0xfu; }
 
+// The fp32 vector layer cpu/simd_linear.h's kernels are written against.
+struct F32Vec {
+  using reg = float32x4_t;
+  static constexpr int kLanes = 4;
+  static reg zero() { return vdupq_n_f32(0); }
+  static reg loadu(const float* p) { return vld1q_f32(p); }
+  static void storeu(float* p, reg v) { vst1q_f32(p, v); }
+  static reg add(reg a, reg b) { return vaddq_f32(a, b); }
+  static reg sub(reg a, reg b) { return vsubq_f32(a, b); }
+  static reg fma(reg acc, reg a, reg b) { return vfmaq_f32(acc, a, b); }  // acc + a * b
+  static float sum(reg v) { return vaddvq_f32(v); }
+  template <DType DT>
+  static reg load(const void* w, int64_t j) { return load4<DT>(w, j); }
+};
+
 }  // namespace
 }  // namespace mumoe::cpu::neon
