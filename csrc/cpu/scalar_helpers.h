@@ -270,16 +270,17 @@ inline BinBracket bracket_near(uint32_t hint) {
 
 // Threshold from a bracket of bins when one holds the k-th largest key: first around `hint`, then
 // around the sampled guess. `pass(keys, d, bracket, scratch, &above)` packs the bracket's keys
-// into scratch and returns their count. False: the caller runs the exact histogram instead.
-template <class BracketPass>
+// into scratch and returns their count; `select(scratch, n, want, range)` is select_in_range or an
+// ISA's own form of it. False: the caller runs the exact histogram instead.
+template <class BracketPass, class Select>
 inline bool select_bracketed(const uint32_t* keys, int64_t d, int64_t k, uint32_t hint,
-                             uint32_t* scratch, BracketPass pass, RowThreshold* th) {
+                             uint32_t* scratch, BracketPass pass, Select select, RowThreshold* th) {
   if (d < kMinSampledRow || d > kMaxSampledRow) return false;
   auto attempt = [&](BinBracket r) {
     int64_t above = 0;
     const int64_t n = pass(keys, d, r, scratch, &above);
     if (above >= k || k > above + n) return false;
-    *th = select_in_bins(scratch, n, k - above, r);
+    *th = select(scratch, n, k - above, keys_of(r));
     return true;
   };
   return (hint != kNoHint && attempt(bracket_near(hint))) || attempt(guess_bins(keys, d, k));

@@ -68,7 +68,7 @@ void row_scores(const void* w, DType dt, const float* norms, int64_t d, uint32_t
 
 RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t hint, uint32_t* scratch) {
   RowThreshold th;
-  if (select_bracketed(keys, d, k, hint, scratch, bracket_pass, &th)) return th;
+  if (select_bracketed(keys, d, k, hint, scratch, bracket_pass, select_in_range, &th)) return th;
   return radix_select_scalar(keys, d, k, scratch);
 }
 

@@ -86,16 +86,43 @@ int64_t bracket_pass(const uint32_t* keys, int64_t d, BinBracket r, uint32_t* sc
   return pack.n;
 }
 
+// select_in_range, bit by bit from the top: the want-th largest of the n keys in [r.lo, r.hi) is
+// lo + the largest t with #(keys - lo >= t) >= want (1 <= want <= n). One compare per 16 keys per
+// bit of the span: for the hundred-odd keys a near range holds, cheaper than select_among's scalar
+// histogram rounds. Same threshold and tie count.
+RowThreshold select_in_range_bits(uint32_t* cand, int64_t n, int64_t want, KeyRange r) {
+  const uint32_t span = r.hi - r.lo;
+  const int span_bits = span <= 1 ? 0 : 32 - __builtin_clz(span - 1);
+  const __m512i lo = _mm512_set1_epi32(int32_t(r.lo));
+  const int64_t full = n / 16 * 16;
+  const __mmask16 tail = lanes(n - full);
+  // Offsets from lo in place (scratch has 16 spare lanes, so the tail vector stays inside it).
+  for (int64_t i = 0; i < n; i += 16)
+    _mm512_storeu_si512(cand + i, _mm512_sub_epi32(_mm512_loadu_si512(cand + i), lo));
+  auto count_at_least = [&](uint32_t t) {
+    const __m512i tv = _mm512_set1_epi32(int32_t(t));
+    int64_t c = 0;
+    for (int64_t i = 0; i < full; i += 16)
+      c += __builtin_popcount(_mm512_cmpge_epu32_mask(_mm512_loadu_si512(cand + i), tv));
+    if (tail) c += __builtin_popcount(_mm512_mask_cmpge_epu32_mask(tail, _mm512_loadu_si512(cand + full), tv));
+    return c;
+  };
+  uint32_t t = 0;
+  for (int bit = span_bits - 1; bit >= 0; --bit)
+    if (count_at_least(t | 1u << bit) >= want) t |= 1u << bit;
+  const int64_t above = count_at_least(t + 1);  // the keys above the threshold (t < 2^31)
+  return RowThreshold{r.lo + t, want - above};
+}
 }  // namespace
 
 RowThreshold row_select(const uint32_t* keys, int64_t d, int64_t k, uint32_t hint, uint32_t* scratch) {
   RowThreshold th;
-  if (select_bracketed(keys, d, k, hint, scratch, bracket_pass, &th)) return th;
+  if (select_bracketed(keys, d, k, hint, scratch, bracket_pass, select_in_range_bits, &th)) return th;
   int64_t above = 0;
   BinBracket r;
   r.lo = r.hi = top_bin_exact(keys, d, k, &above);
   const int64_t n = bracket_pass(keys, d, r, scratch, &above);
-  return select_in_bins(scratch, n, k - above, r);
+  return select_in_range_bits(scratch, n, k - above, keys_of(r));
 }
 
 namespace {
@@ -132,7 +159,7 @@ RowThreshold score_select(const void* w, DType dt, const float* norms, int64_t d
     default: n = scores_in_range<DType::bf16>(w, norms, d, keys, r, scratch, &above, max_key); break;
   }
   *near_hit = hint != kNoHint && above < k && k <= above + n;
-  if (*near_hit) return select_in_range(scratch, n, k - above, r);
+  if (*near_hit) return select_in_range_bits(scratch, n, k - above, r);
   // Missed (or no hint): the row's keys are stored; the usual search, which tries the coarser
   // bracket around the hint first.
   return row_select(keys, d, k, hint, scratch);
