@@ -250,11 +250,15 @@ inline KeyRange range_near(uint32_t hint, int shift) {
   return KeyRange{b > 0 ? (b - 1) << shift : 0u, uint32_t(hi < 0x80000000ull ? hi : 0x80000000ull)};
 }
 
-// select_among of the n keys of a range (1 <= want <= n): they lie in [lo, lo + 2^span_bits).
-inline RowThreshold select_in_range(uint32_t* cand, int64_t n, int64_t want, KeyRange r) {
+// The keys of a range are r.lo + [0, 2^span_bits(r)).
+inline int span_bits(KeyRange r) {
   const uint32_t span = r.hi - r.lo;
-  const int span_bits = span <= 1 ? 0 : 32 - __builtin_clz(span - 1);
-  return select_among(cand, n, want, r.lo, span_bits);
+  return span <= 1 ? 0 : 32 - __builtin_clz(span - 1);
+}
+
+// select_among of the n keys of a range (1 <= want <= n).
+inline RowThreshold select_in_range(uint32_t* cand, int64_t n, int64_t want, KeyRange r) {
+  return select_among(cand, n, want, r.lo, span_bits(r));
 }
 
 // select_among of the keys in bins lo..hi.

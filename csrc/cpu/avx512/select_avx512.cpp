@@ -91,8 +91,6 @@ int64_t bracket_pass(const uint32_t* keys, int64_t d, BinBracket r, uint32_t* sc
 // bit of the span: for the hundred-odd keys a near range holds, cheaper than select_among's scalar
 // histogram rounds. Same threshold and tie count.
 RowThreshold select_in_range_bits(uint32_t* cand, int64_t n, int64_t want, KeyRange r) {
-  const uint32_t span = r.hi - r.lo;
-  const int span_bits = span <= 1 ? 0 : 32 - __builtin_clz(span - 1);
   const __m512i lo = _mm512_set1_epi32(int32_t(r.lo));
   const int64_t full = n / 16 * 16;
   const __mmask16 tail = lanes(n - full);
@@ -108,7 +106,7 @@ RowThreshold select_in_range_bits(uint32_t* cand, int64_t n, int64_t want, KeyRa
     return c;
   };
   uint32_t t = 0;
-  for (int bit = span_bits - 1; bit >= 0; --bit)
+  for (int bit = span_bits(r) - 1; bit >= 0; --bit)
     if (count_at_least(t | 1u << bit) >= want) t |= 1u << bit;
   const int64_t above = count_at_least(t + 1);  // the keys above the threshold (t < 2^31)
   return RowThreshold{r.lo + t, want - above};
