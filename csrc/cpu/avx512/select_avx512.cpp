@@ -18,10 +18,23 @@ inline __m512i key16(const void* w, const float* norms, int64_t j, __mmask16 m) 
   return _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff));
 }
 
+// The scoring passes prefetch the weights 2 KiB ahead of the 16 columns they score, into the next
+// row at its end. The hardware prefetcher alone left them waiting on W: prune_rows 7-17% faster
+// on 5632 x 2048, 2048 x 5632 and 2048^2 (Zen 4, in-process A/B; 512 B ahead was too short, 4-8
+// KiB no better). A burst at the row's start is worse (RowSelector::select).
+constexpr int64_t kPrefetchBytes = 2048;
+template <DType DT>
+inline void prefetch_ahead(const void* w, int64_t j) {
+  _mm_prefetch(static_cast<const char*>(w) + j * (DT == DType::f32 ? 4 : 2) + kPrefetchBytes, _MM_HINT_T0);
+}
+
 template <DType DT>
 void scores_of(const void* w, const float* norms, int64_t d, uint32_t* keys) {
   int64_t j = 0;
-  for (; j + 16 <= d; j += 16) _mm512_storeu_si512(keys + j, key16<DT>(w, norms, j, 0xffff));
+  for (; j + 16 <= d; j += 16) {
+    prefetch_ahead<DT>(w, j);
+    _mm512_storeu_si512(keys + j, key16<DT>(w, norms, j, 0xffff));
+  }
   if (j < d) _mm512_mask_storeu_epi32(keys + j, lanes(d - j), key16<DT>(w, norms, j, lanes(d - j)));
 }
 
@@ -133,6 +146,7 @@ int64_t scores_in_range(const void* w, const float* norms, int64_t d, uint32_t* 
   __m512i top = _mm512_setzero_si512();
   for (int64_t j = 0; j < d; j += 16) {
     const __mmask16 valid = lanes(d - j);
+    prefetch_ahead<DT>(w, j);
     const __m512i key = key16<DT>(w, norms, j, valid);
     if (valid == 0xffff) _mm512_storeu_si512(keys + j, key);
     else _mm512_mask_storeu_epi32(keys + j, valid, key);
