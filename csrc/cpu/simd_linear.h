@@ -133,3 +133,23 @@ void dot_by_dtype(DType dt, const float* x, int64_t T, int64_t d, float* out, Ar
 
 }  // namespace
 }  // namespace mumoe::cpu
+
+// The column-moment and small-T product entry points of kernel_decls.h for the enclosing ISA
+// namespace: its F32Vec, and its chunk types for a byte mask and for the compact format.
+#define MUMOE_DEFINE_LANE_LINEAR_KERNELS(F, MaskedWeights, CompactWeights)                          \
+  void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,  \
+                 const float* center, float* out) {                                               \
+    col_moments<F, true>(x, dt, T, d, ld, keep, center, out);                                      \
+  }                                                                                                \
+  void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,    \
+               float* out) {                                                                       \
+    col_moments<F, false>(x, dt, T, d, ld, keep, nullptr, out);                                    \
+  }                                                                                                \
+  void masked_dot(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,        \
+                  int64_t d, float* out) {                                                         \
+    dot_by_dtype<F, MaskedWeights>(dt, x, T, d, out, w, mask);                                     \
+  }                                                                                                \
+  void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* values, DType dt, \
+                  int64_t d, int64_t k, float* out) {                                              \
+    dot_by_dtype<F, CompactWeights>(dt, x, T, d, out, bitmap, values, k, int64_t(0));              \
+  }

@@ -40,16 +40,6 @@ struct CompactWeights {
 
 }  // namespace
 
-void col_sumsq(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-               const float* center, float* out) {
-  col_moments<F32Vec, true>(x, dt, T, d, ld, keep, center, out);
-}
-
-void col_sum(const void* x, DType dt, int64_t T, int64_t d, int64_t ld, const uint8_t* keep,
-             float* out) {
-  col_moments<F32Vec, false>(x, dt, T, d, ld, keep, nullptr, out);
-}
-
 namespace {
 // Eight fp32 lanes rounded to nearest even into 16-bit floats (bf16 with the scalar rounding
 // applied to the whole register).
@@ -90,58 +80,6 @@ void add_cols(void* y, DType dt, int64_t T, int64_t n, int64_t ld, const float* 
   }
 }
 
-void apply_mask(const void* w, DType dt, const uint8_t* mask, int64_t d, void* out) {
-  int64_t j = 0;
-  if (dt == DType::f32) {
-    const float* src = static_cast<const float*>(w);
-    float* dst = static_cast<float*>(out);
-    for (; j + 8 <= d; j += 8) _mm256_storeu_ps(dst + j, _mm256_and_ps(_mm256_loadu_ps(src + j), mask8(mask + j)));
-    for (; j < d; ++j) dst[j] = mask[j] ? src[j] : 0.0f;
-    return;
-  }
-  const uint16_t* src = static_cast<const uint16_t*>(w);
-  uint16_t* dst = static_cast<uint16_t*>(out);
-  for (; j + 16 <= d; j += 16) {
-    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mask + j)));
-    const __m256i m = _mm256_cmpgt_epi16(b, _mm256_setzero_si256());
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm256_and_si256(v, m));
-  }
-  for (; j < d; ++j) dst[j] = mask[j] ? src[j] : uint16_t(0);
-}
-
-void expand_compact(const uint32_t* bitmap, const void* values, DType dt, int64_t d, int64_t k,
-                    void* out) {
-  int64_t n = 0, j = 0;
-  for (; j + 8 <= d; j += 8) {
-    const uint32_t m = bitmap8(bitmap, j);
-    const __m256i idx = nibble_indices(kMaskTables.expand[m]), keep = lanes_of(m);
-    if (dt == DType::f32) {
-      const __m256 v = _mm256_permutevar8x32_ps(load_packed8<DType::f32>(values, n, k), idx);
-      _mm256_storeu_ps(static_cast<float*>(out) + j, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
-    } else {
-      const __m256i wide = widen8_u16(load_packed_u16x8(static_cast<const uint16_t*>(values), n, k));
-      const __m256i v = _mm256_and_si256(_mm256_permutevar8x32_epi32(wide, idx), keep);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(out) + j), narrow8_u16(v));
-    }
-    n += __builtin_popcount(m);
-  }
-  const int64_t es = dtype_size(dt);
-  for (; j < d; ++j) {
-    char* dst = static_cast<char*>(out) + es * j;
-    if (bitmap[j >> 5] >> (j & 31) & 1u) std::memcpy(dst, static_cast<const char*>(values) + es * n++, es);
-    else std::memset(dst, 0, es);
-  }
-}
-
-void masked_dot(const float* x, int64_t T, const void* w, DType dt, const uint8_t* mask,
-                int64_t d, float* out) {
-  dot_by_dtype<F32Vec, MaskedWeights>(dt, x, T, d, out, w, mask);
-}
-
-void sparse_dot(const float* x, int64_t T, const uint32_t* bitmap, const void* values, DType dt,
-                int64_t d, int64_t k, float* out) {
-  dot_by_dtype<F32Vec, CompactWeights>(dt, x, T, d, out, bitmap, values, k, int64_t(0));
-}
+MUMOE_DEFINE_LANE_LINEAR_KERNELS(F32Vec, MaskedWeights, CompactWeights)
 
 }  // namespace mumoe::cpu::avx2

@@ -3,6 +3,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "cpu/scalar_helpers.h"
 
 namespace mumoe::cpu::avx2 {
@@ -118,6 +120,9 @@ struct F32Vec {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg fma(reg acc, reg a, reg b) { return _mm256_fmadd_ps(a, b, acc); }  // acc + a * b
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg abs(reg v) { return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))); }
+  static reg masked(reg v, uint32_t m) { return _mm256_and_ps(v, _mm256_castsi256_ps(lanes_of(m))); }  // lanes outside m zero
   static float sum(reg v) {
     const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -125,6 +130,40 @@ struct F32Vec {
   }
   template <DType DT>
   static reg load(const void* w, int64_t j) { return load8<DT>(w, j); }
+};
+
+// The 32-bit lane layer cpu/simd_select.h's kernels are written against. Keys are below 2^31, so
+// the signed compares order them.
+struct U32Vec {
+  using reg = __m256i;
+  static constexpr int kLanes = 8;
+  static reg load(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void store(uint32_t* p, reg v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static reg dup(uint32_t x) { return _mm256_set1_epi32(int32_t(x)); }
+  static uint32_t gt(reg a, reg b) { return bits_of(_mm256_cmpgt_epi32(a, b)); }
+  static uint32_t eq(reg a, reg b) { return bits_of(_mm256_cmpeq_epi32(a, b)); }
+  // at_least(v, bound(x)): the lanes with v >= x, for 0 <= x <= 2^31 (v > x - 1, signed).
+  static reg bound(uint32_t x) { return dup(x - 1u); }
+  static uint32_t at_least(reg v, reg b) { return gt(v, b); }
+  static reg compress(reg v, uint32_t m) {
+    return _mm256_permutevar8x32_epi32(v, nibble_indices(kMaskTables.compress[m]));
+  }
+  static reg expand(reg v, uint32_t m) {  // lanes outside m zero
+    return _mm256_and_si256(_mm256_permutevar8x32_epi32(v, nibble_indices(kMaskTables.expand[m])), lanes_of(m));
+  }
+  static reg keep(reg v, uint32_t m) { return _mm256_and_si256(v, lanes_of(m)); }
+  static reg key_bits(__m256 s) { return _mm256_and_si256(_mm256_castps_si256(s), _mm256_set1_epi32(0x7fffffff)); }
+  static reg widen_u16(const uint16_t* p) { return widen8_u16(load_u16x8(p)); }
+  static void store_narrow_u16(uint16_t* p, reg v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow8_u16(v)); }
+  static void store_mask_bytes(uint8_t* p, uint32_t m) { std::memcpy(p, &kMaskTables.bytes[m], 8); }
+  static uint32_t mask_bits(const uint8_t* p) {  // the lanes whose mask byte is nonzero
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return ~uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(b, _mm_setzero_si128()))) & 0xffu;
+  }
+  static void keep_u16x2(const uint16_t* src, uint16_t* dst, uint32_t m) {  // 16 values, those outside m zero
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_and_si256(v, lanes16_of(m)));
+  }
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 #pragma once
 #include <arm_neon.h>
 
+#include <cstring>
+
 #include "cpu/scalar_helpers.h"
 
 namespace mumoe::cpu::neon {
@@ -99,9 +101,44 @@ struct F32Vec {
   static reg add(reg a, reg b) { return vaddq_f32(a, b); }
   static reg sub(reg a, reg b) { return vsubq_f32(a, b); }
   static reg fma(reg acc, reg a, reg b) { return vfmaq_f32(acc, a, b); }  // acc + a * b
+  static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+  static reg abs(reg v) { return vabsq_f32(v); }
+  static reg masked(reg v, uint32_t m) {  // lanes outside m zero
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), lanes_of(m)));
+  }
   static float sum(reg v) { return vaddvq_f32(v); }
   template <DType DT>
   static reg load(const void* w, int64_t j) { return load4<DT>(w, j); }
+};
+
+// The 32-bit lane layer cpu/simd_select.h's kernels are written against.
+struct U32Vec {
+  using reg = uint32x4_t;
+  static constexpr int kLanes = 4;
+  static reg load(const uint32_t* p) { return vld1q_u32(p); }
+  static void store(uint32_t* p, reg v) { vst1q_u32(p, v); }
+  static reg dup(uint32_t x) { return vdupq_n_u32(x); }
+  static uint32_t gt(reg a, reg b) { return bits_of(vcgtq_u32(a, b)); }
+  static uint32_t eq(reg a, reg b) { return bits_of(vceqq_u32(a, b)); }
+  // at_least(v, bound(x)): the lanes with v >= x.
+  static reg bound(uint32_t x) { return dup(x); }
+  static uint32_t at_least(reg v, reg b) { return bits_of(vcgeq_u32(v, b)); }
+  static reg compress(reg v, uint32_t m) { return shuffle32(v, kMaskTables.compress[m]); }
+  static reg expand(reg v, uint32_t m) { return shuffle32(v, kMaskTables.expand[m]); }  // lanes outside m zero
+  static reg keep(reg v, uint32_t m) { return vandq_u32(v, lanes_of(m)); }
+  static reg key_bits(float32x4_t s) { return vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x7fffffffu)); }
+  static reg widen_u16(const uint16_t* p) { return vmovl_u16(vld1_u16(p)); }
+  static void store_narrow_u16(uint16_t* p, reg v) { vst1_u16(p, vmovn_u32(v)); }
+  static void store_mask_bytes(uint8_t* p, uint32_t m) { std::memcpy(p, &kMaskTables.bytes[m], 4); }
+  static uint32_t mask_bits(const uint8_t* p) {  // the lanes whose mask byte is nonzero
+    uint32_t b;
+    std::memcpy(&b, p, 4);
+    const uint32x4_t w = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(b)))));
+    return bits_of(vtstq_u32(w, w));
+  }
+  static void keep_u16x2(const uint16_t* src, uint16_t* dst, uint32_t m) {  // 8 values, those outside m zero
+    vst1q_u16(dst, vandq_u16(vld1q_u16(src), lanes16_of(m)));
+  }
 };
 
 }  // namespace

@@ -33,7 +33,9 @@ void fail(const char* what, int dt, int64_t d, int kind) {
   if (++failures < 20) std::printf("FAIL %s dtype=%d d=%lld kind=%d\n", what, dt, (long long)d, kind);
 }
 
-// A weight row of `kind`: 0 random, 1 few distinct values, 2 all equal, 3 zeros, 4 -0.0 / 0 mix.
+// A weight row of `kind`: 0 random, 1 few distinct values, 2 all equal, 3 zeros, 4 -0.0 / 0 mix,
+// 5 values of 4 significant bits over three octaves, so that (with unit norms) every key sits on a
+// top-digit bin's first key: the edges of every bracket and near range are keys of the row.
 void make_row(DType dt, int kind, int64_t d, std::vector<uint8_t>& w) {
   const int es = dt == DType::f32 ? 4 : 2;
   w.assign(es * d, 0);
@@ -45,6 +47,7 @@ void make_row(DType dt, int kind, int64_t d, std::vector<uint8_t>& w) {
       case 1: v = float(int(rnd() % 7) - 3) * 0.5f; break;
       case 2: v = 1.0f; break;
       case 3: v = 0.0f; break;
+      case 5: v = std::ldexp(float(8 + rnd() % 8), int(rnd() % 3) - 4) * (rnd() & 1 ? 1.0f : -1.0f); break;
       default: v = (j % 2) ? -0.0f : (frand() - 0.5f); break;
     }
     std::memcpy(&f32bits, &v, 4);
@@ -134,7 +137,7 @@ void check_row(const CpuKernels& K, const CpuKernels& S, DType dt, int kind, int
   std::vector<uint8_t> w;
   make_row(dt, kind, d, w);
   std::vector<float> norms(d);
-  for (int64_t j = 0; j < d; ++j) norms[j] = (kind == 4 && j % 3 == 0) ? 0.0f : frand() * 2.0f;
+  for (int64_t j = 0; j < d; ++j) norms[j] = kind == 5 ? 1.0f : (kind == 4 && j % 3 == 0) ? 0.0f : frand() * 2.0f;
   std::vector<uint32_t> keys(d), keys_s(d), scratch(d + 16);
   K.row_scores(w.data(), dt, norms.data(), d, keys.data());
   S.row_scores(w.data(), dt, norms.data(), d, keys_s.data());
@@ -356,7 +359,7 @@ int main() {
   int rows = 0;
   for (DType dt : {DType::f32, DType::f16, DType::bf16})
     for (int64_t d : {1, 3, 7, 16, 33, 37, 100, 1000, 1031, 4096})
-      for (int kind = 0; kind < 5; ++kind)
+      for (int kind = 0; kind < 6; ++kind)
         for (int rep = 0; rep < 2; ++rep, ++rows) check_row(K, S, dt, kind, d);
   const int gemms = check_block_gemm(K);
   std::printf("%s%s%s%s vs scalar: %d rows, %d block GEMMs, %d failures\n", K.isa,
