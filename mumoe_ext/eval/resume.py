@@ -53,3 +53,14 @@ def load_finished(out: str | None, cells: dict) -> tuple[list, set]:
     keep_keys = {k for job in done for k in cells[job]}
     records = [r for r in old if record_key(r) in keep_keys or _identity(record_key(r)) not in ours]
     return records, done
+
+
+def save_records(records: list, out: str | None) -> None:
+    """Writes the records to `out` (if given) atomically: an interrupted run leaves the previous
+    file whole, so `--resume` always reads a complete one."""
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(records, f, indent=1)
+        os.replace(tmp, out)

@@ -4,8 +4,6 @@ A density may also be an N:M pattern string ("2:4"): the job then prunes N:M (de
 its records carry "pattern"."""
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import torch
@@ -18,7 +16,7 @@ from ..models.sparsify import ONLINE_METHODS
 from .datasets import C4_LOCAL_NOTE, calibration_windows, dataset_label, eval_tokens
 from ..provenance import versions
 from .perplexity import perplexity
-from .resume import cell_key, load_finished
+from .resume import cell_key, load_finished, save_records
 
 OFFLINE = ("wanda", "sparsegpt")
 
@@ -41,15 +39,6 @@ def plan(methods, densities, calibs, sparsegpt_calibs=None):
                       else calibs if method in OFFLINE else [None]):
             jobs += [(method, calib, d) for d in densities]
     return jobs
-
-
-def _save(records, out):
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(tmp, out)
 
 
 def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: int = 512,
@@ -126,5 +115,5 @@ def run_eval(model_name: str, methods, densities, datasets, calibs, *, seqlen: i
         finally:
             restore(model)
         log(f"{method} {calib or ''} {label}: {time.time() - start:.0f}s")
-        _save(records, out)
+        save_records(records, out)
     return records

@@ -1,14 +1,13 @@
 """The grid behind `mumoe lm-eval`: methods × densities × lm-eval tasks → JSON-ready records."""
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import torch
 from tqdm.auto import tqdm
 
 from ..eval.datasets import dataset_label
+from ..eval.resume import save_records
 from ..eval.runner import plan
 from ..models import load_model, restore
 from .model import MuMoELM, prepare_model
@@ -31,15 +30,6 @@ def metric_records(results: dict, base: dict) -> list[dict]:
                             "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
                             "samples": n})
     return records
-
-
-def _save(records, out):
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(tmp, out)
 
 
 def _offline_hint(error: Exception, tasks) -> RuntimeError:
@@ -102,7 +92,7 @@ def run_lm_eval(model_name: str, methods, densities, tasks, *, batch_size=1, lim
             log(f"{method:9s} density={density:g} {r['task']:14s} {r['metric']:16s} "
                 f"{r['value']:.4f}")
         log(f"{method} {job_calib or ''} {density:g}: {time.time() - start:.0f}s")
-        _save(records, out)
+        save_records(records, out)
     return records
 
 
