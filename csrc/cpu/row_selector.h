@@ -57,7 +57,7 @@ class RowSelector {
   // Scores the row w (d values of dtype dt) against norms and finds its threshold for keeping k;
   // keys() then holds the row's scores for the emit_* kernels. (No prefetch of the next row here:
   // 64 prefetcht0 in a burst stalled on the fill buffers, 7% of a 5632 x 2048 prefill. The AVX-512
-  // scoring pass prefetches a fixed distance ahead, one line at a time, instead.)
+  // scoring pass prefetches a fixed distance ahead as it goes, instead.)
   RowThreshold select(const CpuKernels& K, const char* w, DType dt, const float* norms, int64_t k) {
     const int64_t d = d_;
     if (m_ == 0 && K.score_select) {  // one pass scores the row and brackets its threshold

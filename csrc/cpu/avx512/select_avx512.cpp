@@ -18,8 +18,8 @@ inline __m512i key16(const void* w, const float* norms, int64_t j, __mmask16 m) 
   return _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff));
 }
 
-// The scoring passes prefetch the weights 2 KiB ahead of the 16 columns they score, into the next
-// row at its end. The hardware prefetcher alone left them waiting on W: prune_rows 7-17% faster
+// The scoring passes prefetch the weights 2 KiB ahead of each 16 columns they score (into the next
+// row near its end). The hardware prefetcher alone left them waiting on W: prune_rows 7-17% faster
 // on 5632 x 2048, 2048 x 5632 and 2048^2 (Zen 4, in-process A/B; 512 B ahead was too short, 4-8
 // KiB no better). A burst at the row's start is worse (RowSelector::select).
 constexpr int64_t kPrefetchBytes = 2048;
