@@ -1,11 +1,12 @@
 // The selection kernels of the fixed-width ISAs (AVX2, NEON): scores, the bracketed radix
-// threshold, the row outputs, a given mask applied and the compact row expanded, written once over the folder's vector layers: F32Vec (as in
-// cpu/simd_linear.h, plus abs, mul, masked) and U32Vec (kLanes 32-bit lanes: load, store, dup, gt,
-// eq, bound/at_least, compress, expand, keep, key_bits, widen_u16, store_narrow_u16,
-// store_mask_bytes, mask_bits, keep_u16x2). Lane masks are the low kLanes bits of a uint32_t. Each ISA's
-// select file includes this after its simd header and defines its entry points with
-// MUMOE_DEFINE_LANE_SELECT_KERNELS(F32Vec, U32Vec) inside its namespace. Internal linkage, like
-// scalar_helpers.h: every folder compiles its own copy with its own flags.
+// threshold, the row outputs, a given mask applied and the compact row expanded, written once over
+// the folder's vector layers: F32Vec (as in cpu/simd_linear.h, plus abs, mul, masked) and U32Vec
+// (kLanes 32-bit lanes: load, store, dup, gt, eq, bound/at_least, compress, expand, keep,
+// key_bits, widen_u16, store_narrow_u16, store_mask_bytes, mask_bits, keep_u16x2). Lane masks are
+// the low kLanes bits of a uint32_t. Each ISA's select file includes this after its simd header
+// and defines its entry points with MUMOE_DEFINE_LANE_SELECT_KERNELS(F32Vec, U32Vec) inside its
+// namespace. Internal linkage, like scalar_helpers.h: every folder compiles its own copy with its
+// own flags.
 #pragma once
 #include <cstring>
 
