@@ -28,10 +28,9 @@ struct CompactWeights {
   int64_t k, n;  // n: values consumed so far
   inline __m256 chunk(int64_t j) {
     const uint32_t m = bitmap8(bitmap, j);
-    const __m256 v = _mm256_permutevar8x32_ps(load_packed8<DT>(values, n, k),
-                                              nibble_indices(kMaskTables.expand[m]));
+    const __m256i v = U32Vec::expand(_mm256_castps_si256(load_packed8<DT>(values, n, k)), m);
     n += __builtin_popcount(m);
-    return _mm256_and_ps(v, _mm256_castsi256_ps(lanes_of(m)));
+    return _mm256_castsi256_ps(v);
   }
   inline float one(int64_t j) {
     return bitmap[j >> 5] >> (j & 31) & 1u ? load_as_float(values, DT, n++) : 0.0f;

@@ -25,7 +25,7 @@ inline __m512i key16(const void* w, const float* norms, int64_t j, __mmask16 m) 
 constexpr int64_t kPrefetchBytes = 2048;
 template <DType DT>
 inline void prefetch_ahead(const void* w, int64_t j) {
-  _mm_prefetch(static_cast<const char*>(w) + j * (DT == DType::f32 ? 4 : 2) + kPrefetchBytes, _MM_HINT_T0);
+  _mm_prefetch(static_cast<const char*>(w) + j * dtype_size(DT) + kPrefetchBytes, _MM_HINT_T0);
 }
 
 template <DType DT>

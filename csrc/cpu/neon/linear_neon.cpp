@@ -40,7 +40,7 @@ struct CompactWeights {
       raw = vreinterpretq_u32_f32(u16x4_to_ps<DT>(load_packed_u16x4(static_cast<const uint16_t*>(values), n, k)));
     }
     n += __builtin_popcount(m);
-    return vreinterpretq_f32_u32(shuffle32(raw, kMaskTables.expand[m]));
+    return vreinterpretq_f32_u32(U32Vec::expand(raw, m));
   }
   inline float one(int64_t j) {
     return bitmap[j >> 5] >> (j & 31) & 1u ? load_as_float(values, DT, n++) : 0.0f;
