@@ -44,12 +44,16 @@ int64_t block_rows(int64_t d_out, int64_t d_in, int64_t elem_size) {
   return std::max<int64_t>(16, std::min(cache_rows, (per_thread + 15) / 16 * 16));
 }
 
-// AMX: about 1.5 MiB of pruned bf16 rows per block, in multiples of 32 (its tiles take 32 rows at
-// a time). Measured, 2 threads, T = 256 (fused op, ms, 512 KiB / 1 MiB / 1.5 MiB blocks): 5632 x
-// 2048 6.1 / 6.6 / 6.3, 2048 x 5632 8.5 / 7.1 / 6.8: the wide down_proj needs its block to stay in
-// L2 while all tokens stream past it.
+// AMX: blocks of pruned bf16 rows in multiples of 32 (its tiles take 32 rows at a time), about
+// 512 KiB of them for rows up to 4096 columns and 1.5 MiB for wider ones. Measured, 2 threads,
+// T = 256, fused op: on 2026-12-03 (ms, 512 KiB / 1 MiB / 1.5 MiB blocks) 5632 x 2048 6.1 / 6.6 /
+// 6.3, 2048 x 5632 8.5 / 7.1 / 6.8: the wide down_proj needs its block to stay in L2 while all
+// tokens stream past it; on 2026-12-04 (in-process, rotating order) 128-row blocks at 2048
+// columns 3-6% faster than 256-row ones on 2048^2 and 5632 x 2048, where the tokens (1 MiB at
+// T = 256) then fit in L2 beside the block.
 int64_t amx_block_rows(int64_t d_out, int64_t ldw) {
-  const int64_t rows = std::clamp<int64_t>((int64_t(3) << 19) / (2 * ldw) / 32 * 32, 32, kMaxBlockRows);
+  const int64_t target = ldw <= 4096 ? int64_t(1) << 19 : int64_t(3) << 19;
+  const int64_t rows = std::clamp<int64_t>(target / (2 * ldw) / 32 * 32, 32, kMaxBlockRows);
   const int64_t per_thread = (d_out + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
   return std::max<int64_t>(32, std::min(rows, (per_thread + 31) / 32 * 32));
 }
@@ -162,6 +166,7 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   // A block of weight rows owns a column slice of y: the GEMM writes it in place (ldc = d_out),
   // no transposed copy of the output afterwards.
   at::Tensor y = pooled_empty({T, d_out}, x.options());
+  uint16_t* yp = amx ? static_cast<uint16_t*>(y.mutable_data_ptr()) : nullptr;
   parallel_rows(blocks, 1, [&](int64_t s, int64_t e) {
     RowSelector sel(d, m, c.op);
     char* buf = thread_buffer(0, rows * ldw * es);
@@ -192,12 +197,12 @@ at::Tensor blocked(const at::Tensor& x, const at::Tensor& weight, const at::Tens
       if (adds)
         for (int64_t i = 0; i < n; ++i)
           add[i] = (c.offset ? c.offset[r0 + i] : 0.0f) + (bp ? bp[r0 + i] : 0.0f);
-      at::Tensor out = y.narrow(1, r0, n);
-      if (amx) {
-        K.block_gemm(reinterpret_cast<const uint16_t*>(buf), n, ldw, d, xt, T,
-                     static_cast<uint16_t*>(out.mutable_data_ptr()), d_out, adds ? add : nullptr);
+      if (amx) {  // y's columns r0.. by pointer: a narrow() per block cost ~8 us of ATen views
+        K.block_gemm(reinterpret_cast<const uint16_t*>(buf), n, ldw, d, xt, T, yp + r0, d_out,
+                     adds ? add : nullptr);
         continue;
       }
+      at::Tensor out = y.narrow(1, r0, n);
       at::mm_out(out, x, at::from_blob(buf, {n, d}, weight.options()).t());
       if (adds) K.add_cols(out.mutable_data_ptr(), dt, T, n, d_out, add);
     }

@@ -121,7 +121,6 @@ struct F32Vec {
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg fma(reg acc, reg a, reg b) { return _mm256_fmadd_ps(a, b, acc); }  // acc + a * b
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-  static reg abs(reg v) { return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))); }
   static reg masked(reg v, uint32_t m) { return _mm256_and_ps(v, _mm256_castsi256_ps(lanes_of(m))); }  // lanes outside m zero
   static float sum(reg v) {
     const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -9,12 +9,13 @@
 namespace mumoe::cpu::avx512 {
 
 namespace {
-// The score keys of columns j..j+16 (lanes outside m zero). One rounding, like the reference; the
-// AND clears the sign of a default NaN (inf * 0).
+// The score keys of columns j..j+16 (lanes outside m zero): |w·n| with the sign cleared after the
+// product, which is |w|·|n| bit for bit (rounding to nearest does not depend on the sign; a NaN keeps
+// its payload) at two instructions fewer than the reference's order. The AND also clears the sign
+// of a default NaN (inf * 0).
 template <DType DT>
 inline __m512i key16(const void* w, const float* norms, int64_t j, __mmask16 m) {
-  const __m512 s = _mm512_mul_ps(_mm512_abs_ps(load16<DT>(w, j, m)),
-                                 _mm512_abs_ps(_mm512_maskz_loadu_ps(m, norms + j)));
+  const __m512 s = _mm512_mul_ps(load16<DT>(w, j, m), _mm512_maskz_loadu_ps(m, norms + j));
   return _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff));
 }
 

@@ -102,7 +102,6 @@ struct F32Vec {
   static reg sub(reg a, reg b) { return vsubq_f32(a, b); }
   static reg fma(reg acc, reg a, reg b) { return vfmaq_f32(acc, a, b); }  // acc + a * b
   static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
-  static reg abs(reg v) { return vabsq_f32(v); }
   static reg masked(reg v, uint32_t m) {  // lanes outside m zero
     return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), lanes_of(m)));
   }
