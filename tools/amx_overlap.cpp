@@ -8,6 +8,8 @@
 //
 //   g++ -O2 -mavx512f -mavx512bw -mavx512vl -mamx-tile -mamx-bf16 tools/amx_overlap.cpp -o /tmp/amx_overlap
 //   /tmp/amx_overlap      # Linux: asks the kernel for the AMX tile state first
+//   (add -DLDPAD=32 for A rows 32 columns longer than 2048: a stride off 4 KiB, whose 16 tile rows
+//   no longer share one L1 set)
 //
 // Interleaved time close to the larger of the two alone means the core overlaps them; close to
 // their sum means it does not.
@@ -24,7 +26,10 @@
 
 namespace {
 
-constexpr int64_t kD = 2048, kSteps = kD / 32;
+#ifndef LDPAD
+#define LDPAD 0
+#endif
+constexpr int64_t kD = 2048, kSteps = kD / 32, kLd = kD + LDPAD;
 
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -62,8 +67,8 @@ void product(const uint16_t* a, const uint32_t* slab, int every, int chunks, Sco
   _tile_zero(2);
   _tile_zero(3);
   for (int64_t s = 0; s < kSteps; ++s) {
-    _tile_loadd(4, a + 32 * s, kD * 2);
-    _tile_loadd(5, a + 16 * kD + 32 * s, kD * 2);
+    _tile_loadd(4, a + 32 * s, kLd * 2);
+    _tile_loadd(5, a + 16 * kLd + 32 * s, kLd * 2);
     _tile_loadd(6, slab + 512 * s, 128);
     _tile_loadd(7, slab + 512 * s + 16, 128);
     _tile_dpbf16ps(0, 4, 6);
@@ -86,7 +91,7 @@ int main() {
     std::fprintf(stderr, "the kernel refused the AMX tile state\n");
     return 1;
   }
-  std::vector<uint16_t> a(32 * kD, 0x3f80);
+  std::vector<uint16_t> a(32 * kLd, 0x3f80);
   std::vector<uint32_t> slab(kSteps * 512, 0x3f803f80);
   std::vector<uint16_t> w(kD, 0x3f00);
   std::vector<float> norms(kD, 1.5f);
