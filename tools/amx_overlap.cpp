@@ -9,7 +9,8 @@
 //   g++ -O2 -mavx512f -mavx512bw -mavx512vl -mamx-tile -mamx-bf16 tools/amx_overlap.cpp -o /tmp/amx_overlap
 //   /tmp/amx_overlap      # Linux: asks the kernel for the AMX tile state first
 //   (add -DLDPAD=32 for A rows 32 columns longer than 2048: a stride off 4 KiB, whose 16 tile rows
-//   no longer share one L1 set)
+//   no longer share one L1 set; -DROWS=262144 for scoring that streams 1 GiB of weights from
+//   memory, as the prefill's does, instead of one row in L1)
 //
 // Interleaved time close to the larger of the two alone means the core overlaps them; close to
 // their sum means it does not.
@@ -29,6 +30,9 @@ namespace {
 #ifndef LDPAD
 #define LDPAD 0
 #endif
+#ifndef ROWS
+#define ROWS 1
+#endif
 constexpr int64_t kD = 2048, kSteps = kD / 32, kLd = kD + LDPAD;
 
 struct alignas(64) TileConfig {
@@ -43,6 +47,8 @@ struct alignas(64) TileConfig {
 // The selection-like work: 16 columns of scoring. Keeps its state in a struct so the interleaved
 // loop can advance it a chunk at a time.
 struct Scorer {
+  const uint16_t* row;  // w's rows start here, span values in all
+  int64_t span;
   const uint16_t* w;
   const float* norms;
   uint32_t* keys;
@@ -50,6 +56,7 @@ struct Scorer {
   int64_t j = 0, n = 0;
   __m512i lo = _mm512_set1_epi32(0x3c000000), width = _mm512_set1_epi32(0x00400000);
   inline void chunk() {
+    _mm_prefetch(reinterpret_cast<const char*>(w + j) + 2048, _MM_HINT_T0);  // as the extension does
     const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j)));
     const __m512 s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(h, 16)), _mm512_loadu_ps(norms + j));
     const __m512i key = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff));
@@ -57,7 +64,11 @@ struct Scorer {
     const __mmask16 in = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(key, lo), width);
     _mm512_storeu_si512(scratch + (n & 1023), _mm512_maskz_compress_epi32(in, key));
     n += __builtin_popcount(in);
-    j = (j + 16) & (kD - 1);
+    j += 16;
+    if (j == kD) {  // the next row: through all of w (one row, in L1, or rows past the caches)
+      j = 0;
+      w = row + (w - row + kD) % span;
+    }
   }
 };
 
@@ -93,7 +104,9 @@ int main() {
   }
   std::vector<uint16_t> a(32 * kLd, 0x3f80);
   std::vector<uint32_t> slab(kSteps * 512, 0x3f803f80);
-  std::vector<uint16_t> w(kD, 0x3f00);
+  // ROWS rows of weights for the scoring to stream: 1 (in L1, the default) or enough to leave the
+  // caches (-DROWS=262144: 1 GiB), as the prefill's selection reads W.
+  std::vector<uint16_t> w(int64_t(ROWS) * kD, 0x3f00);
   std::vector<float> norms(kD, 1.5f);
   std::vector<uint32_t> keys(kD), scratch(1024 + 16);
   alignas(64) float c[256];
@@ -110,13 +123,13 @@ int main() {
     std::printf("AMX alone %.3f ms", amx * 1e3);
     for (int every : {1, 4, 64}) {
       for (int chunks : every == 64 ? std::vector<int>{64, 256, 512} : std::vector<int>{4, 8, 16, 32}) {
-        Scorer sc{w.data(), norms.data(), keys.data(), scratch.data()};
+        Scorer sc{w.data(), int64_t(w.size()), w.data(), norms.data(), keys.data(), scratch.data()};
         t0 = std::chrono::steady_clock::now();
         for (int r = 0; r < reps; ++r)
           for (int64_t s = 0; s < kSteps; s += every)
             for (int q = 0; q < chunks; ++q) sc.chunk();
         const double alone = seconds(t0);
-        Scorer sc2{w.data(), norms.data(), keys.data(), scratch.data()};
+        Scorer sc2{w.data(), int64_t(w.size()), w.data(), norms.data(), keys.data(), scratch.data()};
         t0 = std::chrono::steady_clock::now();
         for (int r = 0; r < reps; ++r) product(a.data(), slab.data(), every, chunks, &sc2);
         _tile_stored(0, c, 64);
