@@ -27,6 +27,26 @@ def test_time_generate_times_every_token_and_reports_kept_bytes():
         time_generate(model, token_windows(1, 8), 1)
 
 
+def test_only_untimed_calls_sample_memory(monkeypatch):
+    """The memory sampler takes CPU and the GIL from the timed work: time_generate runs it only when
+    asked, and bench_generate asks once per configuration, after its timed rounds."""
+    import mumoe_ext.perf.generate_bench as gb
+    model = tiny_llama()
+    assert time_generate(model, token_windows(1, 8), 3).peak_extra_mib is None
+    assert time_generate(model, token_windows(1, 8), 3, measure_memory=True).peak_extra_mib >= 0
+    started = []
+
+    class CountingRSS(gb._PeakRSS):
+        def __enter__(self):
+            started.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(gb, "_PeakRSS", CountingRSS)
+    records = bench_generate(model, [0.5], prompt_tokens=8, new_tokens=3, repeats=3)
+    assert len(started) == len(records) == 2  # one memory call each for dense and µ-MoE, none timed
+    assert all(r.peak_extra_mib >= 0 for r in records)
+
+
 def test_bench_generate_restores_the_model_and_compares_with_dense():
     model = tiny_llama()
     records = bench_generate(model, [0.5, 0.3], prompt_tokens=8, new_tokens=3, repeats=2)

@@ -3,10 +3,12 @@
 Each generate call is timed from the inside: a stopping criterion that never stops records the
 time of every generated token, so one call gives the prefill (time to the first token, generate's
 own setup included) and every decode step. Memory: the peak resident set above the level before
-the call (sampled every 2 ms), and the bytes of the compact weights µ-MoE keeps with the cache.
+the call (sampled every 2 ms, in calls that are not timed), and the bytes of the compact weights
+µ-MoE keeps with the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -64,7 +66,7 @@ class _PeakRSS:
 class GenerateTiming:
     prefill_s: float
     step_s: list = field(repr=False)
-    peak_extra_mib: float
+    peak_extra_mib: float | None  # None unless the call measured memory
     kept_mib: float  # compact weights µ-MoE holds for the prompt (0 for dense)
 
     @property
@@ -74,14 +76,18 @@ class GenerateTiming:
 
 
 @torch.no_grad()
-def time_generate(model, input_ids: torch.Tensor, new_tokens: int) -> GenerateTiming:
-    """One greedy `generate` of exactly `new_tokens` tokens, timed token by token."""
+def time_generate(model, input_ids: torch.Tensor, new_tokens: int, *,
+                  measure_memory: bool = False) -> GenerateTiming:
+    """One greedy `generate` of exactly `new_tokens` tokens, timed token by token. With
+    `measure_memory`, a thread samples the process's resident memory every 2 ms for the peak; it
+    costs the timed work a share of the CPU and the GIL (prefill 259.5 -> 280.0 ms, decode 32.25 ->
+    34.83 ms a token, 8 layers of the TinyLlama shape, 2 threads), so timed calls leave it off."""
     if new_tokens < 2:
         raise ValueError(f"new_tokens must be >= 2 (a prefill and a decode step), got {new_tokens}")
     from transformers import StoppingCriteriaList
     clock = _token_clock()
     attention_mask = torch.ones_like(input_ids)
-    with _PeakRSS() as rss:
+    with (_PeakRSS() if measure_memory else contextlib.nullcontext()) as rss:
         start = time.perf_counter()
         out = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, num_beams=1,
@@ -92,7 +98,8 @@ def time_generate(model, input_ids: torch.Tensor, new_tokens: int) -> GenerateTi
     kept = sum(rs.nbytes for rs in session.weights.values()) if session else 0
     return GenerateTiming(prefill_s=times[1] - times[0],
                           step_s=[b - a for a, b in zip(times[1:], times[2:])],
-                          peak_extra_mib=rss.extra_mib, kept_mib=kept / 2**20)
+                          peak_extra_mib=rss.extra_mib if measure_memory else None,
+                          kept_mib=kept / 2**20)
 
 
 @dataclass
@@ -121,12 +128,12 @@ class Record:
         return asdict(self)
 
 
-def _record(method, density, prompt_tokens, new_tokens, timings) -> Record:
+def _record(method, density, prompt_tokens, new_tokens, timings, peak_extra_mib: float) -> Record:
     prefill = statistics.median(t.prefill_s for t in timings) * 1e3
     decode = statistics.median(t.decode_s for t in timings) * 1e3
     total_s = (prefill + (new_tokens - 1) * decode) / 1e3
     return Record(method, density, prompt_tokens, new_tokens, prefill, decode, 1e3 / decode,
-                  new_tokens / total_s, max(t.peak_extra_mib for t in timings),
+                  new_tokens / total_s, peak_extra_mib,
                   max(t.kept_mib for t in timings), len(timings),
                   [t.prefill_s * 1e3 for t in timings], [t.decode_s * 1e3 for t in timings])
 
@@ -146,8 +153,9 @@ def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: in
                    repeats: int = 3, seed: int = 0, progress=None,
                    methods=("mumoe",)) -> list[Record]:
     """Dense and each of `methods` (mumoe, mumoe-plus) at each density on the same prompt: one
-    warm-up round, then `repeats` rounds of one timed generate per configuration. Returns one Record per configuration, dense
-    first; times are medians over the rounds."""
+    warm-up round, then `repeats` rounds of one timed generate per configuration, then one untimed
+    round that measures peak memory (its sampler would slow the timed ones). Returns one Record per
+    configuration, dense first; times are medians over the rounds."""
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab, (1, prompt_tokens), generator=g)
@@ -167,7 +175,16 @@ def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: in
                 timings[(method, density)].append(t)
                 if progress:
                     progress(method, density, t)
-    records = [_record(m, d, prompt_tokens, new_tokens, timings[(m, d)]) for m, d in configs]
+    peaks = {}
+    for method, density in configs:
+        if method != "dense":
+            sparsify(model, method, density)
+        try:
+            peaks[(method, density)] = time_generate(model, ids, new_tokens, measure_memory=True).peak_extra_mib
+        finally:
+            restore(model)
+    records = [_record(m, d, prompt_tokens, new_tokens, timings[(m, d)], peaks[(m, d)])
+               for m, d in configs]
     dense = records[0]
     return [dense] + [_compare(r, dense) for r in records[1:]]
 
