@@ -6,7 +6,7 @@
 // after every K-step, after every 4th, or all after each product), before anything of the kind is
 // built into the extension.
 //
-//   g++ -O2 -mavx512f -mavx512bw -mavx512vl -mamx-tile -mamx-bf16 tools/amx_overlap.cpp -o /tmp/amx_overlap
+//   g++ -O2 -mavx512f -mavx512bw -mavx512vl -mamx-tile -mamx-bf16 -I csrc tools/amx_overlap.cpp -o /tmp/amx_overlap
 //   /tmp/amx_overlap      # Linux: asks the kernel for the AMX tile state first
 //   (add -DLDPAD=32 for A rows 32 columns longer than 2048: a stride off 4 KiB, whose 16 tile rows
 //   no longer share one L1 set; -DROWS=262144 for scoring that streams 1 GiB of weights from
@@ -25,6 +25,10 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/avx512/amx_tiles.h"  // the extension's tile layout
+
+using mumoe::cpu::avx512::TileConfig;
+
 namespace {
 
 #ifndef LDPAD
@@ -34,15 +38,6 @@ namespace {
 #define ROWS 1
 #endif
 constexpr int64_t kD = 2048, kSteps = kD / 32, kLd = kD + LDPAD;
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-  TileConfig() {
-    for (int i = 0; i < 8; ++i) rows[i] = 16, colsb[i] = 64;
-  }
-};
 
 // The selection-like work: 16 columns of scoring. Keeps its state in a struct so the interleaved
 // loop can advance it a chunk at a time.

@@ -149,6 +149,16 @@ def _compare(rec: Record, dense: Record) -> Record:
     return rec
 
 
+def _generate_as(model, method, density, ids, new_tokens, measure_memory=False) -> GenerateTiming:
+    """time_generate with the model sparsified by `method` (dense: as it is), restored after."""
+    if method != "dense":
+        sparsify(model, method, density)
+    try:
+        return time_generate(model, ids, new_tokens, measure_memory=measure_memory)
+    finally:
+        restore(model)
+
+
 def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: int = 32,
                    repeats: int = 3, seed: int = 0, progress=None,
                    methods=("mumoe",)) -> list[Record]:
@@ -165,24 +175,13 @@ def bench_generate(model, densities, *, prompt_tokens: int = 256, new_tokens: in
     # Rounds interleave the configurations, so a slow phase of a shared machine hits all of them.
     for round_ in range(repeats + 1):  # round 0 warms up (first-touch allocations, thread pool)
         for method, density in configs:
-            if method != "dense":
-                sparsify(model, method, density)
-            try:
-                t = time_generate(model, ids, new_tokens if round_ else 2)
-            finally:
-                restore(model)
+            t = _generate_as(model, method, density, ids, new_tokens if round_ else 2)
             if round_:
                 timings[(method, density)].append(t)
                 if progress:
                     progress(method, density, t)
-    peaks = {}
-    for method, density in configs:
-        if method != "dense":
-            sparsify(model, method, density)
-        try:
-            peaks[(method, density)] = time_generate(model, ids, new_tokens, measure_memory=True).peak_extra_mib
-        finally:
-            restore(model)
+    peaks = {c: _generate_as(model, *c, ids, new_tokens, measure_memory=True).peak_extra_mib
+             for c in configs}
     records = [_record(m, d, prompt_tokens, new_tokens, timings[(m, d)], peaks[(m, d)])
                for m, d in configs]
     dense = records[0]

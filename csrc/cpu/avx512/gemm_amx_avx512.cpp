@@ -5,6 +5,7 @@
 // columns interleaved, 32 tokens per slab), so the product comes out transposed (rows x tokens) and
 // is transposed back, with the fp32 bias added and rounded once, as each 16 x 16 tile is stored.
 // Only this file is compiled for AMX; the avx512 table points at it when cpu_features() reports it.
+#include "cpu/avx512/amx_tiles.h"
 #include "cpu/avx512/kernels_avx512.h"
 #include "cpu/avx512/simd_avx512.h"
 
@@ -13,16 +14,6 @@
 
 namespace mumoe::cpu::avx512 {
 namespace {
-
-// Palette 1, tiles 0-7 all 16 rows of 64 bytes: C 0-3 (16 x 16 fp32), A 4-5, B 6-7.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-  TileConfig() {
-    for (int i = 0; i < 8; ++i) rows[i] = 16, colsb[i] = 64;
-  }
-};
 
 // r[i] (16 x 32-bit lanes) <- column i of the 16 x 16 matrix whose rows r holds.
 inline void transpose16(__m512i r[16]) {
