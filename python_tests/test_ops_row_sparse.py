@@ -9,7 +9,8 @@ import mumoe_ext
 from mumoe_ext import RowSparse, reference
 from mumoe_ext.row_sparse import pack_bitmap, unpack_bitmap
 from helpers_ops import (BACKENDS, BATCH_IDS, BATCHES, DENSITIES, DENSITY_IDS, DTYPE_IDS, DTYPES,
-                         SHAPE_IDS, SHAPES, assert_exactly_k_per_row, assert_linear_close,
+                         SHAPE_IDS, SHAPES, assert_bitwise_equal, assert_exactly_k_per_row,
+                         assert_linear_close,
                          keep_count, lead, make_norms, make_weight, on_backend, to)
 
 # (batch, T) as in test_ops_linear: both sides of the small-T (<= 8) / vendor-GEMM boundary.
@@ -137,3 +138,27 @@ def test_sparse_linear_large_layer(dtype, backend):
         got_prefill = mumoe_ext.sparse_linear(x.to(dev), rs.to(dev))
     assert_linear_close(got_decode, reference.sparse_linear(x[:1], rs), x[:1], rs.to_dense())
     assert_linear_close(got_prefill, reference.sparse_linear(x, rs), x, rs.to_dense())
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("d_out", [1, 63, 64, 65, 300, 1031])
+def test_sparse_linear_rows_split_over_threads(d_out, threads):
+    """The decode GEMV splits rows into one contiguous slice per thread and lets a thread that
+    finishes take chunks from the others' back ends: every row is computed exactly once whatever
+    the thread count (8 threads on this machine's fewer cores are descheduled, so slices get
+    stolen), bit for bit the result of one thread, and matches the reference."""
+    d_in = 96
+    x = torch.randn(2, 1, d_in).to(torch.bfloat16)
+    w = make_weight(d_out, d_in, torch.bfloat16)
+    b = torch.randn(d_out).to(torch.bfloat16)
+    rs = reference.prune_rows(w, reference.col_norms(x), 0.5)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = mumoe_ext.sparse_linear(x, rs, b)
+        torch.set_num_threads(threads)
+        for _ in range(20):  # different interleavings of owners and thieves
+            assert_bitwise_equal(mumoe_ext.sparse_linear(x, rs, b), one)
+    finally:
+        torch.set_num_threads(before)
+    assert_linear_close(one, reference.sparse_linear(x, rs, b), x, rs.to_dense(), b)

@@ -86,11 +86,9 @@ template <class Out, class RowDot>
 void small_t_rows(const char* xp, int64_t sample_bytes, int64_t B, int64_t T, int64_t d_out,
                   int64_t n_weights, const at::Tensor& bias, Out* op, const RowDot& row_dot) {
   const bool has_bias = bias.defined();
-  // Long runs of rows per chunk keep each thread's weight stream sequential (the prefetchers
-  // restart at every jump), while still giving every thread a few chunks to balance.
+  // Each thread streams its own slice of rows front to back (see parallel_rows_sliced).
   const int64_t rows = B * d_out;
-  const int64_t chunk = std::clamp<int64_t>(rows / (2 * at::get_num_threads()), 64, 512);
-  parallel_rows(rows, chunk, [&](int64_t s, int64_t e) {
+  parallel_rows_sliced(rows, 64, [&](int64_t s, int64_t e) {
     float acc[kSmallT];
     for (int64_t r = s; r < e; ++r) {
       const int64_t b = r / d_out, i = r % d_out;
