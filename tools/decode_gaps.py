@@ -24,6 +24,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mumoe_ext import restore, sparsify  # noqa: E402
+from mumoe_ext.models.hf_cache import cache_in_output  # noqa: E402
 from mumoe_ext.models.mumoe_linear import MuMoELinear, cache_weights  # noqa: E402
 from mumoe_ext.perf.cli import machine  # noqa: E402
 from mumoe_ext.perf.generate_bench import time_generate  # noqa: E402
@@ -171,11 +172,9 @@ def main() -> int:
     results = {"dense": measure(model, ids, args.new_tokens, args.repeats, None)}
     sparsify(model, "mumoe", args.density)
     decode_ms(model, ids, 4)
-    from transformers import DynamicCache
-    cache = DynamicCache()
-    with torch.no_grad():
-        model(ids, past_key_values=cache, use_cache=True)
-    kept = cache_weights(model, cache)
+    out = model.generate(ids, max_new_tokens=1, do_sample=False, return_dict_in_generate=True,
+                         pad_token_id=model.config.pad_token_id)
+    kept = cache_weights(model, cache_in_output(out))  # the compact weights one prompt's prefill chose
     results[f"mumoe {args.density:g}"] = measure(model, ids, args.new_tokens, args.repeats, kept)
     restore(model)
     m = machine()
