@@ -125,3 +125,34 @@ def test_cli_plot_without_matplotlib_fails_before_the_run(monkeypatch):
     monkeypatch.setattr(gb, "bench_generate", must_not_run)
     with pytest.raises(RuntimeError, match="needs matplotlib"):
         cli.main(["bench-generate", "--shape", "tinyllama-1.1b", "--plot", "x.png"])
+
+
+def test_decode_gaps_times_every_linear_inside_generate():
+    """tools/decode_gaps.py wraps nn.Linear.forward and MuMoELinear._decode inside HF generate: every
+    linear of every decode step must show up (a transformers release that stops routing decode
+    through them, or a µ-MoE decode not recognised, would drop rows), the wrappers must be gone
+    afterwards, and the bytes per call are the dense weight's or the prefill's compact one's."""
+    import sys
+    from pathlib import Path
+    from torch import nn
+    from mumoe_ext.models.mumoe_linear import MuMoELinear
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import decode_gaps
+    model = tiny_llama()
+    layers = model.config.num_hidden_layers
+    forward, decode = nn.Linear.forward, MuMoELinear._decode
+    results = decode_gaps.dense_and_mumoe(model, token_windows(1, 8), 4, 1, 0.5)
+    assert nn.Linear.forward is forward and MuMoELinear._decode is decode
+    assert sparsify_state(model) is None  # left dense
+    kinds = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    for method, r in results.items():
+        rows = {row["linear"]: row for row in r["rows"]}
+        assert set(rows) == kinds | {"lm_head"}, method
+        assert all(rows[k]["calls_per_step"] == layers for k in kinds) and rows["lm_head"]["calls_per_step"] == 1
+        assert r["linears_ms"] > 0 and r["lm_head_ms"] > 0 and r["floor_ms"] > 0
+        assert r["linears_ms"] + r["lm_head_ms"] + r["between_ms"] == pytest.approx(r["step_ms_wrapped"])
+    q = model.model.layers[0].self_attn.q_proj
+    dense_mib = q.weight.numel() * q.weight.element_size() / 2**20
+    sparse_mib = q.out_features * (q.in_features // 2 * q.weight.element_size() + math.ceil(q.in_features / 32) * 4) / 2**20
+    assert {r["linear"]: r["mib_per_call"] for r in results["dense"]["rows"]}["q_proj"] == pytest.approx(dense_mib)
+    assert {r["linear"]: r["mib_per_call"] for r in results["mumoe 0.5"]["rows"]}["q_proj"] == pytest.approx(sparse_mib)

@@ -131,6 +131,22 @@ def measure(model, ids, new_tokens, repeats, kept: dict | None) -> dict:
     return out
 
 
+def dense_and_mumoe(model, ids, new_tokens: int, repeats: int, density: float) -> dict:
+    """{"dense": split, "mumoe <density>": split} of one model, left dense afterwards."""
+    decode_ms(model, ids, 4)  # warm-up: pools, oneDNN primitives
+    results = {"dense": measure(model, ids, new_tokens, repeats, None)}
+    sparsify(model, "mumoe", density)
+    try:
+        decode_ms(model, ids, 4)
+        out = model.generate(ids, max_new_tokens=1, do_sample=False, return_dict_in_generate=True,
+                             pad_token_id=model.config.pad_token_id)
+        kept = cache_weights(model, cache_in_output(out))  # the compact weights the prefill chose
+        results[f"mumoe {density:g}"] = measure(model, ids, new_tokens, repeats, kept)
+    finally:
+        restore(model)
+    return results
+
+
 def markdown(results: dict, header: str) -> str:
     lines = [header, "",
              "| method | decode ms/token | linears (pruned or dense) | lm_head | between linears "
@@ -168,15 +184,7 @@ def main() -> int:
     model = random_model(args.shape, args.layers, torch.bfloat16)
     ids = torch.randint(3, model.config.vocab_size, (1, args.prompt_tokens),
                         generator=torch.Generator().manual_seed(0))
-    decode_ms(model, ids, 4)  # warm-up: pools, oneDNN primitives
-    results = {"dense": measure(model, ids, args.new_tokens, args.repeats, None)}
-    sparsify(model, "mumoe", args.density)
-    decode_ms(model, ids, 4)
-    out = model.generate(ids, max_new_tokens=1, do_sample=False, return_dict_in_generate=True,
-                         pad_token_id=model.config.pad_token_id)
-    kept = cache_weights(model, cache_in_output(out))  # the compact weights one prompt's prefill chose
-    results[f"mumoe {args.density:g}"] = measure(model, ids, args.new_tokens, args.repeats, kept)
-    restore(model)
+    results = dense_and_mumoe(model, ids, args.new_tokens, args.repeats, args.density)
     m = machine()
     header = (f"Decode step inside HF generate: random {args.shape}"
               f"{f' ({args.layers} layers)' if args.layers else ''}, bfloat16, {args.prompt_tokens}-token "
