@@ -10,8 +10,8 @@ from mumoe_ext import RowSparse, reference
 from mumoe_ext.row_sparse import pack_bitmap, unpack_bitmap
 from helpers_ops import (BACKENDS, BATCH_IDS, BATCHES, DENSITIES, DENSITY_IDS, DTYPE_IDS, DTYPES,
                          SHAPE_IDS, SHAPES, assert_bitwise_equal, assert_exactly_k_per_row,
-                         assert_linear_close,
-                         keep_count, lead, make_norms, make_weight, on_backend, to)
+                         assert_linear_close, keep_count, lead, make_norms, make_weight, on_backend,
+                         to)
 
 # (batch, T) as in test_ops_linear: both sides of the small-T (<= 8) / vendor-GEMM boundary.
 TOKENS = [(None, 1), (3, 8), (None, 9), (2, 33)]

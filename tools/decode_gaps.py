@@ -91,10 +91,12 @@ def split(model, ids, new_tokens, weight_bytes: dict) -> dict:
     steps = len(timing.step_s)
     step_ms = statistics.median(timing.step_s) * 1e3
     per_kind = defaultdict(lambda: {"calls": [], "gaps": []})
-    for (_, _, prev_end), (name, start, end) in zip([(None, None, None)] + calls[:-1], calls):
+    prev_end = None
+    for name, start, end in calls:
         per_kind[name]["calls"].append(end - start)
         if prev_end is not None and name != "lm_head":
             per_kind[name]["gaps"].append(start - prev_end)
+        prev_end = end
     rows = []
     for name, v in per_kind.items():
         mib = weight_bytes.get(name, 0) / 2**20

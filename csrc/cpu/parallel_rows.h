@@ -33,8 +33,9 @@ void parallel_rows(int64_t n, int64_t chunk, const Body& body) {
 // body(begin, end) over [0, n) in chunks of at most `chunk` rows, each thread walking its own
 // contiguous slice front to back, so the weight stream a thread reads stays one sequential run
 // (a loop of the decode GEMV streamed 7% slower with chunks of 512 rows handed out in turn, 16%
-// with 64, than with one half per thread; docs/generation.md). A thread that finishes its slice takes the remaining chunks of the others from their
-// back ends, so one thread descheduled on a shared machine still delays only its current chunk.
+// with 64, than with one half per thread; docs/generation.md). A thread that finishes its slice
+// takes the remaining chunks of the others from their back ends, so one thread descheduled on a
+// shared machine still delays only its current chunk.
 template <class Body>
 void parallel_rows_sliced(int64_t n, int64_t chunk, const Body& body) {
   if (n <= 0) return;
