@@ -86,3 +86,48 @@ def test_pool_mb_sets_a_fixed_cap_and_zero_turns_the_pool_off():
     assert cap == 20 * MiB and 0 < idle <= 20 * MiB  # one 16 MiB buffer kept, the other freed
     idle, cap = _run_with_cap("0")
     assert cap == 0 and idle == 0
+
+
+
+def _smaps_field(ptr: int, field: str) -> int | None:
+    """`field` (e.g. THPeligible) of the mapping holding address ptr in /proc/self/smaps, or None."""
+    try:
+        lines = pathlib.Path("/proc/self/smaps").read_text().splitlines()
+    except OSError:
+        return None
+    inside = False
+    for line in lines:
+        parts = line.split()
+        if parts and "-" in parts[0] and not parts[0].endswith(":"):
+            lo, hi = (int(v, 16) for v in parts[0].split("-"))
+            inside = lo <= ptr < hi
+        elif inside and parts and parts[0] == field + ":":
+            return int(parts[1])
+    return None
+
+
+def test_large_pool_buffers_start_on_a_2_mib_boundary_and_ask_for_huge_pages():
+    torch.manual_seed(0)
+    w = torch.randn(2048, 4096).bfloat16()  # values 8 MiB; bitmap 2048 x 128 int32 = 1 MiB
+    x = torch.randn(16, 4096).bfloat16()
+    mumoe_ext.empty_cache()
+    _, rs = mumoe_ext.wanda_linear_compact(x, w, None, 0.5)
+    assert rs.values.data_ptr() % (2 * MiB) == 0
+    assert rs.bitmap.data_ptr() % 4096 == 0  # under 2 MiB: page-aligned, no huge-page advice
+    mode = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if mode.exists() and "[never]" not in mode.read_text():
+        # the mapping carries the advice (THPeligible: 1 needs it under THP `madvise`); the small
+        # bitmap's does not under `madvise`
+        assert _smaps_field(rs.values.data_ptr(), "THPeligible") == 1
+        if "[madvise]" in mode.read_text():
+            assert _smaps_field(rs.bitmap.data_ptr(), "THPeligible") == 0
+    want = reference.prune_rows(w, reference.col_norms(x), 0.5)
+    assert torch.equal(rs.values, want.values) and torch.equal(rs.bitmap, want.bitmap)
+    # freed and taken again (the trimmed mapping unmaps and maps back cleanly), holding the new
+    # prompt's selection
+    x2 = torch.randn(16, 4096).bfloat16()
+    del rs
+    mumoe_ext.empty_cache()
+    _, rs2 = mumoe_ext.wanda_linear_compact(x2, w, None, 0.5)
+    want = reference.prune_rows(w, reference.col_norms(x2), 0.5)
+    assert torch.equal(rs2.values, want.values) and torch.equal(rs2.bitmap, want.bitmap)

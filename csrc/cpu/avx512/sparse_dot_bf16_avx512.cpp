@@ -38,9 +38,14 @@ void dot_bf16(const uint16_t* x, const uint32_t* bitmap, const uint16_t* values,
   for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm512_setzero_ps();
   int64_t n = 0, j = 0;
   for (; j + 64 <= d; j += 64) {
-    // About one line of values per iteration: fetch 64 iterations (4 KiB) ahead, across the page
-    // boundaries where the hardware prefetcher stops.
+    // About one line of values per iteration: fetch it 4 KiB ahead into L1, across the page
+    // boundaries where the hardware prefetcher stops, and 16 KiB ahead into L2, which keeps more
+    // lines in flight from DRAM; the bitmap, a stream of its own, a line (512 columns) 512 B
+    // ahead. With both, a loop of 5632 x 2048 layers from DRAM ran 11-13% faster on the AMX Xeon
+    // (2 threads: 0.557-0.575 -> 0.477-0.501 ms; docs/generation.md).
     _mm_prefetch(reinterpret_cast<const char*>(values + n) + 4096, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(values + n) + 16384, _MM_HINT_T1);
+    if ((j & 511) == 0) _mm_prefetch(reinterpret_cast<const char*>(bitmap + (j >> 5)) + 512, _MM_HINT_T0);
     const __m512bh w0 = weights32(bitmap, values, j, ~__mmask32(0), k, n);
     const __m512bh w1 = weights32(bitmap, values, j + 32, ~__mmask32(0), k, n);
 #pragma GCC unroll 8
